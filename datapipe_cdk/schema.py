@@ -1,0 +1,134 @@
+"""Tables and columns as the pipeline knows them: primary keys, types, classification."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from . import _validate as check
+from .errors import DatapipeError
+
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+
+
+class ColumnType(Enum):
+    """BigQuery column types a changelog table can declare."""
+
+    STRING = "STRING"
+    INT64 = "INT64"
+    FLOAT64 = "FLOAT64"
+    NUMERIC = "NUMERIC"
+    BOOL = "BOOL"
+    BYTES = "BYTES"
+    DATE = "DATE"
+    TIMESTAMP = "TIMESTAMP"
+
+
+class Classification(Enum):
+    """How sensitive a column is; PII columns also name a DLP info type."""
+
+    PUBLIC = "PUBLIC"
+    INTERNAL = "INTERNAL"
+    CONFIDENTIAL = "CONFIDENTIAL"
+    PII = "PII"
+
+
+class InfoType(Enum):
+    """Google Sensitive Data Protection info types we classify with (and scan for)."""
+
+    EMAIL_ADDRESS = "EMAIL_ADDRESS"
+    PHONE_NUMBER = "PHONE_NUMBER"
+    CREDIT_CARD_NUMBER = "CREDIT_CARD_NUMBER"
+    US_SOCIAL_SECURITY_NUMBER = "US_SOCIAL_SECURITY_NUMBER"
+    PERSON_NAME = "PERSON_NAME"
+    STREET_ADDRESS = "STREET_ADDRESS"
+    IBAN_CODE = "IBAN_CODE"
+    DATE_OF_BIRTH = "DATE_OF_BIRTH"
+
+
+class Treatment(Enum):
+    """What the source connector does to a column before it reaches Kafka."""
+
+    MASKED = "masked"
+    HASHED = "hashed"
+    EXCLUDED = "excluded"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A source column. Classify PII columns: policies follow them to every topic, table and view."""
+
+    name: str
+    type: ColumnType = ColumnType.STRING
+    classification: Classification | None = None
+    info_type: InfoType | None = None
+    description: str | None = None
+
+    def checked(self, path: str) -> Column:
+        check.text(path, "column name", self.name, pattern=IDENTIFIER, rule="must be a SQL identifier")
+        check.choice(path, f"column {self.name!r} type", self.type, ColumnType)
+        if self.classification is not None:
+            check.choice(path, f"column {self.name!r} classification", self.classification, Classification)
+        if self.info_type is not None:
+            check.choice(path, f"column {self.name!r} info_type", self.info_type, InfoType)
+            if self.classification is not Classification.PII:
+                raise DatapipeError(path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification)
+        if self.description is not None and not isinstance(self.description, str):
+            raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
+        return self
+
+    @property
+    def is_pii(self) -> bool:
+        return self.classification is Classification.PII
+
+
+@dataclass(frozen=True)
+class Table:
+    """A captured table: its primary key (needed for latest-state views) and, optionally, its columns."""
+
+    primary_key: Sequence[str]
+    columns: Sequence[Column] = ()
+    description: str | None = None
+    owner: str | None = None
+
+    def checked(self, path: str, name: str) -> Table:
+        keys = check.sequence(path, f"tables[{name!r}].primary_key", self.primary_key)
+        for key in keys:
+            check.text(path, f"tables[{name!r}] primary key column", key, pattern=IDENTIFIER, rule="must be a SQL identifier")
+        columns = [check.instance(path, f"tables[{name!r}] column", c, Column).checked(path) for c in check.sequence(path, f"tables[{name!r}].columns", self.columns)]
+        names = [c.name for c in columns]
+        if len(set(names)) != len(names):
+            raise DatapipeError(path, f"tables[{name!r}] lists a column twice", names)
+        if columns:
+            missing = [k for k in keys if k not in names]
+            if missing:
+                raise DatapipeError(path, f"tables[{name!r}] primary key columns must be among its columns", missing)
+        return Table(primary_key=tuple(keys), columns=tuple(columns), description=self.description, owner=self.owner)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class CapturedTable:
+    """One table a source captures, with everything downstream constructs need to know about it."""
+
+    name: str
+    namespace: str
+    """MySQL/MariaDB database or PostgreSQL schema."""
+    table: Table
+    topic_name: str
+    treatments: Mapping[str, Treatment] = field(default_factory=dict)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return tuple(self.table.primary_key)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    def columns_reaching_kafka(self) -> list[Column]:
+        """Declared columns minus excluded ones (masked/hashed columns still arrive, transformed)."""
+        return [c for c in self.table.columns if self.treatments.get(c.name) is not Treatment.EXCLUDED]

@@ -1,0 +1,292 @@
+"""L2: the BigQuery sink (KCBQ): a raw dataset of append-only changelog tables fed from Kafka."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from constructs import Construct
+
+from . import _validate as check
+from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
+from .dataset import Dataset
+from .errors import DatapipeError
+from .principal import Principal
+from .providers.google import BigqueryTable, ProjectIamMember, ServiceAccount, ServiceAccountKey
+from .providers.kafka_connect import Connector
+from .schema import CapturedTable, Column, ColumnType
+from .source import CdcSource, Engine
+from .topic import StreamingTopic
+
+KCBQ_CONNECTOR = "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
+KAFKA_FIELD = "_kafka"
+_API_TYPES = {
+    ColumnType.STRING: "STRING",
+    ColumnType.INT64: "INTEGER",
+    ColumnType.FLOAT64: "FLOAT",
+    ColumnType.NUMERIC: "NUMERIC",
+    ColumnType.BOOL: "BOOLEAN",
+    ColumnType.BYTES: "BYTES",
+    ColumnType.DATE: "DATE",
+    ColumnType.TIMESTAMP: "TIMESTAMP",
+}
+
+
+def metadata_columns(engine: Engine) -> list[tuple[str, str]]:
+    """Columns ExtractNewRecordState adds (``__op``, ``__deleted``, source time and position)."""
+    position = [(f"__{name}", "STRING" if name == "file" else "INTEGER") for name in engine.position_fields]
+    return [("__op", "STRING"), ("__deleted", "STRING"), ("__source_ts_ms", "INTEGER"), *position]
+
+
+@dataclass(frozen=True)
+class ChangelogTable:
+    """One append-only changelog table: every change event of one source table, in arrival order."""
+
+    sink: BigQuerySink
+    captured: CapturedTable
+    engine: Engine
+    table_id: str
+    resource: BigqueryTable
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.captured.primary_key
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.sink.dataset
+
+    @property
+    def columns(self) -> list[Column]:
+        return self.captured.columns_reaching_kafka()
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [name for name, _ in metadata_columns(self.engine)] + [KAFKA_FIELD]
+
+    @property
+    def order_columns(self) -> list[str]:
+        """Newest-first order of events of one key: source position, then Kafka offset."""
+        return [f"__{name}" for name in self.engine.position_fields] + [f"{KAFKA_FIELD}.offset"]
+
+
+class BigQuerySink(Construct):
+    """A KCBQ sink connector writing one changelog table per captured table into its own dataset.
+
+    The connector identity is a service account with WRITER on this dataset only and job-user on
+    the project; its key goes to ``config_sensitive``. Without IAM management (an emulator), the key
+    comes from the sensitive variable ``<id>_gcp_keyfile``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        sink_id: str,
+        *,
+        source: CdcSource,
+        dataset: str,
+        tables: Sequence[str] | None = None,
+        description: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        holds_pii: bool = False,
+        retention: timedelta | None = None,
+        owners: Sequence[Principal] = (),
+        readers: Sequence[Principal] = (),
+        deletion_protection: bool = True,
+    ) -> None:
+        from .stack import DataPipelineStack
+
+        path = check.child_path(scope, sink_id, "BigQuerySink")
+        stack = DataPipelineStack.of(scope)
+        source = check.instance(path, "source", source, CdcSource)
+        chosen = [source.captured[name] for name in self._chosen(path, source, tables)]
+        check.flag(path, "deletion_protection", deletion_protection)
+        connector_name = sink_id
+        stack.claim("connector", connector_name, path)
+        Dataset.check_arguments(path, stack, dataset, description, labels, holds_pii, retention, owners, readers)
+
+        super().__init__(scope, sink_id)
+        self.pipeline = stack
+        self.source = source
+        self.connector_name = connector_name
+        self.dataset = Dataset(
+            self, "dataset", dataset_id=dataset, description=description or f"Raw change events from {source.node.path}",
+            labels=labels, holds_pii=holds_pii, retention=retention, owners=owners, readers=readers,
+            deletion_protection=deletion_protection,
+        )
+        self._tables: dict[str, ChangelogTable] = {}
+        for captured in chosen:
+            resource = BigqueryTable(
+                self,
+                f"changelog-{captured.name}",
+                dataset_id=self.dataset.dataset_id_ref,
+                table_id=captured.name,
+                description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {connector_name}",
+                schema=self._schema(captured, source.engine),
+                time_partitioning={"type": "DAY", "expiration_ms": self.dataset.partition_expiration_ms}
+                if self.dataset.partition_expiration_ms
+                else {"type": "DAY"},
+                clustering=list(captured.primary_key[:4]) or None,
+                deletion_protection=deletion_protection,
+                ignore_changes=["schema"],
+            )
+            self._tables[captured.name] = ChangelogTable(self, captured, source.engine, captured.name, resource)
+        self.dead_letter_topic = StreamingTopic(
+            self, "dead-letter", name=f"dlq.{sink_id}", partitions=1, retention=timedelta(days=14)
+        )
+        acls = self._grant_connect(source, chosen)
+        credentials = self._credentials(stack, sink_id)
+        self.connector = Connector(
+            self,
+            "connector",
+            name=connector_name,
+            config=self._connector_config(stack.gcp.project, chosen),
+            config_sensitive={"keyfile": credentials},
+            depends_on=[source.topic(t.name).resource for t in chosen]
+            + [t.resource for t in self._tables.values()]
+            + [self.dead_letter_topic.resource]
+            + [a.resource for a in acls]
+            + self._identity_resources,
+        )
+        stack.registry.manifest_parts.append(self._describe)
+
+    def table(self, name: str) -> ChangelogTable:
+        """The changelog table of source table ``name`` (carries its primary key, for warehouses)."""
+        if name not in self._tables:
+            raise DatapipeError(self.node.path, f"no changelog table named {name!r} (sink tables: {sorted(self._tables)})", name)
+        return self._tables[name]
+
+    @property
+    def tables(self) -> list[ChangelogTable]:
+        return list(self._tables.values())
+
+    @staticmethod
+    def _chosen(path: str, source: CdcSource, tables: object) -> list[str]:
+        if tables is None:
+            return list(source.captured)
+        names = [check.text(path, "tables entry", t) for t in check.sequence(path, "tables", tables)]
+        unknown = [n for n in names if n not in source.captured]
+        if unknown or not names:
+            raise DatapipeError(path, f"tables must name tables the source captures ({sorted(source.captured)})", names)
+        return names
+
+    @staticmethod
+    def _schema(captured: CapturedTable, engine: Engine) -> str:
+        fields: list[dict[str, Any]] = [
+            {"name": c.name, "type": _API_TYPES[c.type], "mode": "NULLABLE", **({"description": c.description} if c.description else {})}
+            for c in captured.columns_reaching_kafka()
+        ]
+        fields += [{"name": name, "type": kind, "mode": "NULLABLE"} for name, kind in metadata_columns(engine)]
+        fields.append({
+            "name": KAFKA_FIELD,
+            "type": "RECORD",
+            "mode": "NULLABLE",
+            "fields": [
+                {"name": "topic", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "partition", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "offset", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "insertTime", "type": "TIMESTAMP", "mode": "NULLABLE"},
+            ],
+        })
+        return json.dumps(fields, separators=(",", ":"))
+
+    def _grant_connect(self, source: CdcSource, chosen: list[CapturedTable]) -> list[KafkaAcl]:
+        worker = self.pipeline.connect.principal
+        acls = [
+            KafkaAcl.ensure(self, worker, ResourceType.TOPIC, f"{source.topic_prefix}.", op, pattern=PatternType.PREFIXED)
+            for op in (AclOperation.READ, AclOperation.DESCRIBE)
+        ]
+        acls.append(KafkaAcl.ensure(self, worker, ResourceType.GROUP, f"connect-{self.connector_name}", AclOperation.READ))
+        for op in (AclOperation.WRITE, AclOperation.DESCRIBE):
+            acls.append(KafkaAcl.ensure(self, worker, ResourceType.TOPIC, self.dead_letter_topic.name, op))
+        return acls
+
+    def _credentials(self, stack: Any, sink_id: str) -> str:
+        """The key JSON KCBQ logs in with: a service account key, or a sensitive variable for emulators."""
+        self._identity_resources: list[Any] = []
+        self.service_account: ServiceAccount | None = None
+        if not stack.gcp.manage_iam:
+            variable = stack.sensitive_variable(
+                f"{re.sub(r'[^A-Za-z0-9_]', '_', sink_id)}_gcp_keyfile", f"Service account key JSON for {self.node.path}"
+            )
+            return str(variable.string_value)
+        account_id = _account_id(sink_id)
+        account = ServiceAccount(
+            self, "service-account", account_id=account_id, display_name=f"KCBQ sink {self.node.path}",
+            description="Writes change events into one raw dataset (datapipe-cdk)",
+        )
+        email = account.get_string_attribute("email")
+        member = account.get_string_attribute("member")
+        self.service_account = account
+        writer = self.dataset.grant_service_account("WRITER", email, "sink-writer")
+        job_user = ProjectIamMember(self, "job-user", project=stack.gcp.project, role="roles/bigquery.jobUser", member=member)
+        key = ServiceAccountKey(self, "key", service_account_id=account.get_string_attribute("name"))
+        self._identity_resources = [writer, job_user, key]
+        return f"${{base64decode({key.fqn}.private_key)}}"
+
+    def _connector_config(self, project: str, chosen: list[CapturedTable]) -> dict[str, str]:
+        topics = [self.source.topic(t.name) for t in chosen]
+        engine = self.source.engine
+        add_fields = ["op", "source.ts_ms", *engine.position_fields]
+        return {
+            "connector.class": KCBQ_CONNECTOR,
+            "tasks.max": "1",
+            "topics": ",".join(t.name_ref for t in topics),
+            "project": project,
+            "defaultDataset": self.dataset.dataset_id_ref,
+            "keySource": "JSON",
+            "topic2TableMap": ",".join(f"{t.topic_name}:{self._tables[t.name].table_id}" for t in chosen),
+            "autoCreateTables": "false",
+            "allowNewBigQueryFields": "true",
+            "allowBigQueryRequiredFieldRelaxation": "true",
+            "bigQueryPartitionDecorator": "false",
+            "kafkaDataFieldName": KAFKA_FIELD,
+            "decimalHandlingMode": "NUMERIC",
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "true",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "true",
+            "transforms": "unwrap",
+            "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+            "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
+            "transforms.unwrap.add.fields": ",".join(add_fields),
+            "errors.tolerance": "all",
+            "errors.log.enable": "true",
+            "errors.deadletterqueue.topic.name": self.dead_letter_topic.name_ref,
+            "errors.deadletterqueue.topic.replication.factor": str(self.dead_letter_topic.replication_factor),
+            "errors.deadletterqueue.context.headers.enable": "true",
+        }
+
+    def _describe(self, manifest: dict[str, Any]) -> None:
+        manifest["sinks"].append({
+            "name": self.node.id,
+            "path": self.node.path,
+            "connector": self.connector_name,
+            "source": self.source.node.id,
+            "dataset": self.dataset.dataset_id,
+            "holds_pii": self.dataset.holds_pii,
+            "dead_letter_topic": self.dead_letter_topic.name,
+            "tables": [
+                {
+                    "source_table": t.captured.name,
+                    "topic": t.captured.topic_name,
+                    "table": t.table_id,
+                    "primary_key": list(t.primary_key),
+                    "order_by": t.order_columns,
+                }
+                for t in self.tables
+            ],
+        })
+
+
+def _account_id(sink_id: str) -> str:
+    """A valid service account id (6-30 chars, ``[a-z][-a-z0-9]*[a-z0-9]``) derived from the sink id."""
+    base = re.sub(r"[^a-z0-9-]", "-", sink_id.lower()).strip("-") or "sink"
+    if not base[0].isalpha():
+        base = f"s-{base}"
+    account = f"{base}-kcbq"[:30].rstrip("-")
+    return account if len(account) >= 6 else f"{account}-sink"

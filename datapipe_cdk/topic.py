@@ -1,0 +1,190 @@
+"""L2: a Kafka topic, owned (``StreamingTopic``) or imported (``StreamingTopic.from_name``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import Enum
+
+from cdktf import Annotations
+from constructs import Construct
+
+from . import _validate as check
+from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
+from .errors import DatapipeError
+from .principal import Principal
+from .providers.kafka import Topic
+from .units import FOREVER, to_millis
+
+_TOPIC = r"[A-Za-z0-9._-]{1,249}"
+_GROUP = r"[A-Za-z0-9._-]{1,249}"
+MANAGED_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms")
+
+
+class CleanupPolicy(Enum):
+    DELETE = "delete"
+    COMPACT = "compact"
+    COMPACT_DELETE = "compact,delete"
+
+
+def check_topic_name(path: str, name: object) -> str:
+    name = check.text(path, "topic name", name, pattern=_TOPIC, max_length=249,
+                      rule="may hold only letters, digits, '.', '_', '-' (1-249 characters)")
+    if name in (".", ".."):
+        raise DatapipeError(path, "topic name cannot be '.' or '..'", name)
+    return name
+
+
+class TopicReference(Construct):
+    """Anything with a topic name that grants can target."""
+
+    name: str
+
+    def grant_read(
+        self,
+        principal: Principal,
+        *,
+        consumer_group: str | None = None,
+        consumer_group_prefix: str | None = None,
+    ) -> list[KafkaAcl]:
+        """Let ``principal`` consume: Read+Describe on the topic, Read on its consumer group(s)."""
+        path = self.node.path
+        principal = _kafka_principal(path, principal)
+        if (consumer_group is None) == (consumer_group_prefix is None):
+            raise DatapipeError(path, "grant_read needs exactly one of consumer_group or consumer_group_prefix",
+                                (consumer_group, consumer_group_prefix))
+        group = consumer_group if consumer_group is not None else consumer_group_prefix
+        check.text(path, "consumer group", group, pattern=_GROUP, rule="must be a Kafka group id")
+        assert group is not None
+        pattern = PatternType.LITERAL if consumer_group is not None else PatternType.PREFIXED
+        return [
+            KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.READ),
+            KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.DESCRIBE),
+            KafkaAcl.ensure(self, principal, ResourceType.GROUP, group, AclOperation.READ, pattern=pattern),
+        ]
+
+    def grant_write(
+        self,
+        principal: Principal,
+        *,
+        idempotent: bool = False,
+        transactional_id: str | None = None,
+    ) -> list[KafkaAcl]:
+        """Let ``principal`` produce: Write+Describe on the topic (+ IdempotentWrite, + its transactional id)."""
+        path = self.node.path
+        principal = _kafka_principal(path, principal)
+        acls = [
+            KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.WRITE),
+            KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.DESCRIBE),
+        ]
+        if check.flag(path, "idempotent", idempotent):
+            acls.append(KafkaAcl.ensure(self, principal, ResourceType.CLUSTER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE))
+        if transactional_id is not None:
+            check.text(path, "transactional_id", transactional_id, pattern=_GROUP, rule="must be a transactional id")
+            for operation in (AclOperation.WRITE, AclOperation.DESCRIBE):
+                acls.append(KafkaAcl.ensure(self, principal, ResourceType.TRANSACTIONAL_ID, transactional_id, operation))
+        return acls
+
+
+class StreamingTopic(TopicReference):
+    """A Kafka topic this stack creates. Numbers carry units: ``retention`` is a ``timedelta``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        topic_id: str,
+        *,
+        name: str,
+        partitions: int = 1,
+        replication_factor: int | None = None,
+        retention: timedelta | None = None,
+        cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE,
+        min_compaction_lag: timedelta | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        from .stack import DataPipelineStack
+
+        path = check.child_path(scope, topic_id, "StreamingTopic")
+        stack = DataPipelineStack.of(scope)
+        name = check_topic_name(path, name)
+        check.integer(path, "partitions", partitions, minimum=1, maximum=100_000)
+        if replication_factor is None:
+            replication_factor = stack.default_replication_factor
+        check.integer(path, "replication_factor", replication_factor, minimum=1, maximum=stack.kafka.brokers)
+        cleanup_policy = check.choice(path, "cleanup_policy", cleanup_policy, CleanupPolicy)
+        settings = check.string_map(path, "config", config or {})
+        for key in MANAGED_CONFIG:
+            if key in settings:
+                raise DatapipeError(path, f"config must not set {key!r}: use the typed argument instead", key)
+        if retention is not None and retention != FOREVER:
+            check.duration(path, "retention", retention)
+        if min_compaction_lag is not None:
+            check.duration(path, "min_compaction_lag", min_compaction_lag)
+            if cleanup_policy is CleanupPolicy.DELETE:
+                raise DatapipeError(path, "min_compaction_lag needs a compacting cleanup_policy", min_compaction_lag)
+        collision = _collision_key(name)
+        for other, other_path in stack.registry.topics.items():
+            if other != name and _collision_key(other) == collision:
+                raise DatapipeError(path, f"topic name collides with {other!r} ({other_path}): Kafka treats '.' and '_' alike in metric names", name)
+        stack.claim("topic", name, path)
+
+        super().__init__(scope, topic_id)
+        self.pipeline = stack
+        self.name = name
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.retention = retention
+        self.cleanup_policy = cleanup_policy
+        topic_config = {"cleanup.policy": cleanup_policy.value, **settings}
+        if retention is not None:
+            topic_config["retention.ms"] = str(to_millis(retention))
+        if min_compaction_lag is not None:
+            topic_config["min.compaction.lag.ms"] = str(to_millis(min_compaction_lag))
+        self.config = topic_config
+        self.resource = Topic(
+            self, "topic", name=name, partitions=partitions, replication_factor=replication_factor, config=topic_config
+        )
+        if "." in name and "_" in name:
+            Annotations.of(self).add_warning(
+                f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"
+            )
+
+    @property
+    def name_ref(self) -> str:
+        """The name as a Terraform reference, so Terraform creates the topic before its users."""
+        return self.resource.get_string_attribute("name")
+
+    @staticmethod
+    def from_name(scope: Construct, topic_id: str, name: str) -> ImportedTopic:
+        """A topic this stack does not own, usable by grants and sinks."""
+        return ImportedTopic(scope, topic_id, name=name)
+
+
+class ImportedTopic(TopicReference):
+    """An existing topic: nothing is created, grants still work."""
+
+    def __init__(self, scope: Construct, topic_id: str, *, name: str) -> None:
+        from .stack import DataPipelineStack
+
+        path = check.child_path(scope, topic_id, "StreamingTopic.from_name")
+        stack = DataPipelineStack.of(scope)
+        name = check_topic_name(path, name)
+        super().__init__(scope, topic_id)
+        self.pipeline = stack
+        self.name = name
+
+    @property
+    def name_ref(self) -> str:
+        return self.name
+
+
+def _kafka_principal(path: str, principal: object) -> Principal:
+    principal = check.instance(path, "principal", principal, Principal)
+    if not principal.is_kafka:
+        raise DatapipeError(path, "Kafka grants need a Kafka user (Principal.kafka_user)", str(principal))
+    return principal
+
+
+def _collision_key(name: str) -> str:
+    return re.sub(r"\.", "_", name)

@@ -1,0 +1,62 @@
+"""Where the example stacks deploy: ``production`` (the default) or ``local`` (the project's local stack).
+
+Choose with ``DATAPIPE_PROFILE=local``. Local ports follow the launcher's ``DATAPIPE_<NAME>_PORT``
+variables, so a moved port needs no edit here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from datapipe_cdk import ConnectCluster, Engine, GcpProject, KafkaCluster, Principal
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kafka: KafkaCluster
+    connect: ConnectCluster
+    gcp: GcpProject
+    mysql_engine: Engine
+    mysql_host: str
+    mysql_port: int
+    postgres_host: str
+    postgres_port: int
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(f"DATAPIPE_{name}_PORT", default))
+
+
+def current() -> Profile:
+    name = os.environ.get("DATAPIPE_PROFILE", "production")
+    if name == "local":
+        return Profile(
+            name="local",
+            kafka=KafkaCluster(bootstrap_servers=[f"127.0.0.1:{_port('KAFKA', 19092)}"], brokers=1, tls=False,
+                               sasl_username="admin"),
+            connect=ConnectCluster(url=f"http://127.0.0.1:{_port('CONNECT', 18083)}",
+                                   principal=Principal.kafka_user("connect")),
+            gcp=GcpProject(project=os.environ.get("DATAPIPE_GCP_PROJECT", "local-project"), location="US",
+                           bigquery_endpoint=f"http://127.0.0.1:{_port('BIGQUERY', 19050)}", manage_iam=False),
+            mysql_engine=Engine.MARIADB,
+            mysql_host="127.0.0.1",
+            mysql_port=_port("MARIADB", 13306),
+            postgres_host="127.0.0.1",
+            postgres_port=_port("POSTGRES", 15432),
+        )
+    if name != "production":
+        raise SystemExit(f"DATAPIPE_PROFILE must be 'production' or 'local', got {name!r}")
+    return Profile(
+        name="production",
+        kafka=KafkaCluster(bootstrap_servers=["kafka-1.acme.internal:9093", "kafka-2.acme.internal:9093",
+                                              "kafka-3.acme.internal:9093"], brokers=3, tls=True, sasl_username="terraform"),
+        connect=ConnectCluster(url="https://connect.acme.internal:8083", principal=Principal.kafka_user("connect")),
+        gcp=GcpProject(project="acme-data", location="US"),
+        mysql_engine=Engine.MYSQL,
+        mysql_host="payments-mysql.acme.internal",
+        mysql_port=3306,
+        postgres_host="ledger-pg.acme.internal",
+        postgres_port=5432,
+    )
