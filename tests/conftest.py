@@ -1,0 +1,43 @@
+"""Shared fixtures: a pipeline stack with local-looking settings, and synth to a dict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cdktf import App, Testing
+
+from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, Principal
+
+Synth = Callable[[DataPipelineStack], dict[str, Any]]
+
+
+def make_stack(*, brokers: int | None = 3, manage_iam: bool = True, stack_id: str = "test") -> DataPipelineStack:
+    app = App()
+    return DataPipelineStack(
+        app,
+        stack_id,
+        kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=brokers, tls=False, sasl_username="admin"),
+        connect=ConnectCluster(url="http://connect:8083", principal=Principal.kafka_user("connect")),
+        gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam),
+    )
+
+
+@pytest.fixture
+def stack() -> DataPipelineStack:
+    return make_stack()
+
+
+def synth_stack(stack: DataPipelineStack) -> dict[str, Any]:
+    return json.loads(Testing.synth(stack, run_validations=True))
+
+
+@pytest.fixture
+def synth() -> Synth:
+    return synth_stack
+
+
+def resources(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return list(doc.get("resource", {}).get(kind, {}).values())

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlglot
+
+from datapipe_cdk import BigQuerySink, CdcSource, Column, ColumnType, DatapipeError, MicroWarehouse, Principal, Table
+
+from .conftest import make_stack, resources, synth_stack
+
+ORDERS = Table(["id"], [Column("id", ColumnType.INT64), Column("amount", ColumnType.NUMERIC), Column("email")])
+
+
+def _pipeline(stack, **sink_kwargs):
+    source = CdcSource(stack, "db", engine="mysql", host="db", database="shop",
+                       tables={"orders": ORDERS, "events": []}, topic_prefix="shop", masked={"orders": ["email"]})
+    sink = BigQuerySink(stack, "raw", source=source, dataset="shop_raw", tables=["orders"], **sink_kwargs)
+    return source, sink
+
+
+def _by_name(doc, kind, field, value):
+    return next(r for r in resources(doc, kind) if r[field] == value)
+
+
+def test_sink_creates_dataset_changelog_table_dead_letter_topic_and_connector(stack):
+    _pipeline(stack, retention=timedelta(days=30))
+    doc = synth_stack(stack)
+    dataset = _by_name(doc, "google_bigquery_dataset", "dataset_id", "shop_raw")
+    assert dataset["default_partition_expiration_ms"] == 30 * 86400 * 1000
+    table = _by_name(doc, "google_bigquery_table", "table_id", "orders")
+    fields = json.loads(table["schema"])
+    assert [f["name"] for f in fields] == ["id", "amount", "email", "__op", "__deleted", "__source_ts_ms",
+                                           "__file", "__pos", "__row", "_kafka"]
+    assert table["lifecycle"]["ignore_changes"] == ["schema"]
+    assert table["dataset_id"].startswith("${google_bigquery_dataset.")
+    assert "dlq.raw" in {t["name"] for t in resources(doc, "kafka_topic")}
+    config = _by_name(doc, "kafka-connect_connector", "name", "raw")["config"]
+    assert config["connector.class"] == "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
+    assert config["topic2TableMap"] == "shop.shop.orders:orders"
+    assert config["topics"].startswith("${kafka_topic.")
+    assert config["transforms.unwrap.delete.tombstone.handling.mode"] == "rewrite"
+    assert config["kafkaDataFieldName"] == "_kafka"
+    assert config["errors.deadletterqueue.topic.name"].startswith("${kafka_topic.")
+
+
+def test_sink_identity_is_least_privilege_and_key_stays_sensitive(stack):
+    _pipeline(stack)
+    doc = synth_stack(stack)
+    [account] = resources(doc, "google_service_account")
+    assert 6 <= len(account["account_id"]) <= 30
+    writer = next(a for a in resources(doc, "google_bigquery_dataset_access") if a.get("role") == "WRITER")
+    assert writer["user_by_email"].startswith("${google_service_account.")
+    [job_user] = resources(doc, "google_project_iam_member")
+    assert job_user["role"] == "roles/bigquery.jobUser"
+    assert not any(m["role"] == "roles/bigquery.dataEditor" for m in resources(doc, "google_project_iam_member"))
+    connector = _by_name(doc, "kafka-connect_connector", "name", "raw")
+    assert "keyfile" not in connector["config"]
+    assert connector["config_sensitive"]["keyfile"].startswith("${base64decode(google_service_account_key.")
+
+
+def test_sink_without_iam_management_reads_key_from_sensitive_variable():
+    stack = make_stack(manage_iam=False)
+    _pipeline(stack)
+    doc = synth_stack(stack)
+    assert resources(doc, "google_service_account") == []
+    assert resources(doc, "google_project_iam_member") == []
+    connector = _by_name(doc, "kafka-connect_connector", "name", "raw")
+    assert connector["config_sensitive"]["keyfile"] == "${var.raw_gcp_keyfile}"
+    assert doc["variable"]["raw_gcp_keyfile"]["sensitive"] is True
+
+
+def test_expose_creates_latest_state_view_authorized_on_raw_dataset(stack):
+    _, sink = _pipeline(stack)
+    finance = MicroWarehouse(stack, "finance", owners=[Principal.group("fin-eng@acme.com")],
+                             readers=[Principal.group("fin@acme.com")], retention=timedelta(days=365))
+    view = finance.expose(sink.table("orders"))
+    doc = synth_stack(stack)
+    views = [t for t in resources(doc, "google_bigquery_table") if "view" in t]
+    assert len(views) == 1
+    assert views[0]["view"][0]["use_legacy_sql"] is False
+    sql = views[0]["view"][0]["query"]
+    assert sql == view.sql
+    parsed = sqlglot.parse_one(sql, read="bigquery")
+    assert parsed.find(sqlglot.exp.Window) is not None
+    assert "PARTITION BY `id`" in sql
+    assert "ORDER BY `__file` DESC, `__pos` DESC, `__row` DESC, `_kafka`.`offset` DESC" in sql
+    assert "FROM `acme-data.shop_raw.orders`" in sql
+    assert "IFNULL(`__deleted`, 'false') != 'true'" in sql
+    assert "* EXCEPT (`__op`, `__deleted`, `__source_ts_ms`, `__file`, `__pos`, `__row`, `_kafka`, `__rank`)" in sql
+    authorized = [a for a in resources(doc, "google_bigquery_dataset_access") if "view" in a]
+    assert len(authorized) == 1
+    assert authorized[0]["view"][0]["project_id"] == "acme-data"
+    assert authorized[0]["dataset_id"].startswith("${google_bigquery_dataset.raw_dataset")
+    roles = sorted((a.get("role"), a.get("group_by_email")) for a in resources(doc, "google_bigquery_dataset_access")
+                   if a.get("group_by_email"))
+    assert roles == [("OWNER", "fin-eng@acme.com"), ("READER", "fin@acme.com")]
+
+
+def test_expose_with_columns_selects_only_them(stack):
+    _, sink = _pipeline(stack)
+    risk = MicroWarehouse(stack, "risk", owners=[Principal.group("risk@acme.com")])
+    view = risk.expose(sink.table("orders"), columns=["id", "amount"])
+    assert view.sql.splitlines()[3].strip() == "`id`,"
+    assert "EXCEPT" not in view.sql
+    with pytest.raises(DatapipeError, match=r"columns not carried by shop\.orders"):
+        risk.expose(sink.table("orders"), columns=["nope"], name="orders2")
+
+
+def test_postgres_views_order_by_lsn():
+    stack = make_stack()
+    source = CdcSource(stack, "pg", engine="postgresql", host="db", database="shop", schema="public",
+                       tables={"orders": ["id"]}, topic_prefix="pg")
+    sink = BigQuerySink(stack, "raw", source=source, dataset="pg_raw")
+    wh = MicroWarehouse(stack, "wh", owners=[Principal.group("o@acme.com")])
+    assert "ORDER BY `__lsn` DESC, `_kafka`.`offset` DESC" in wh.expose(sink.table("orders")).sql
+
+
+def test_add_view_renders_refs_and_depends_on_them(stack):
+    _, sink = _pipeline(stack)
+    wh = MicroWarehouse(stack, "finance", owners=[Principal.group("o@acme.com")])
+    wh.expose(sink.table("orders"))
+    view = wh.add_view("big_orders", "SELECT id FROM {{ ref('orders') }} WHERE amount > 100")
+    assert view.sql == "SELECT id FROM `acme-data.finance.orders` WHERE amount > 100\n"
+    sqlglot.parse_one(view.sql, read="bigquery")
+    doc = synth_stack(stack)
+    big = next(t for t in resources(doc, "google_bigquery_table") if t["table_id"] == "big_orders")
+    assert any("finance_view-orders" in d for d in big["depends_on"])
+    with pytest.raises(DatapipeError, match="ref\\(\\) names an unknown view"):
+        wh.add_view("bad", "SELECT 1 FROM {{ ref('nope') }}")
+
+
+def test_grant_query_until_compiles_to_iam_condition(stack):
+    wh = MicroWarehouse(stack, "finance", owners=[Principal.group("o@acme.com")])
+    wh.grant_query(Principal.user("auditor@acme.com"), until=datetime(2027, 3, 31, 12, tzinfo=timezone.utc))
+    doc = synth_stack(stack)
+    access = next(a for a in resources(doc, "google_bigquery_dataset_access") if a.get("user_by_email") == "auditor@acme.com")
+    assert access["role"] == "READER"
+    assert access["condition"][0]["expression"] == 'request.time < timestamp("2027-03-31T12:00:00Z")'
+    [job_user] = resources(doc, "google_project_iam_member")
+    assert job_user["member"] == "user:auditor@acme.com"
+    assert job_user["condition"][0]["expression"] == access["condition"][0]["expression"]
+
+
+def test_public_access_is_refused_unless_allowed(stack):
+    wh = MicroWarehouse(stack, "finance", owners=[Principal.group("o@acme.com")])
+    with pytest.raises(DatapipeError, match="public principals need allow_public=True"):
+        wh.grant_query(Principal.all_users())
+    with pytest.raises(DatapipeError, match="readers must not be public"):
+        MicroWarehouse(stack, "open", owners=[Principal.group("o@acme.com")], readers=[Principal.all_authenticated_users()])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"dataset": "bad-name"}, "dataset must be a BigQuery dataset id"),
+    ({"owners": []}, "a warehouse needs at least one owner"),
+    ({"labels": {"Team": "x"}}, "label key must be lowercase"),
+    ({"retention": timedelta(minutes=5)}, "retention must be longer than"),
+    ({"readers": [Principal.kafka_user("x")]}, "readers must be Google identities"),
+])
+def test_bad_warehouse_input(stack, kwargs, message):
+    args = {"owners": [Principal.group("o@acme.com")], **kwargs}
+    with pytest.raises(DatapipeError, match=message):
+        MicroWarehouse(stack, "wh", **args)
+    assert stack.node.try_find_child("wh") is None
+
+
+def test_table_without_primary_key_cannot_be_exposed(stack):
+    source, _ = _pipeline(stack)
+    sink = BigQuerySink(stack, "raw2", source=source, dataset="shop_raw2", tables=["events"])
+    wh = MicroWarehouse(stack, "wh", owners=[Principal.group("o@acme.com")])
+    with pytest.raises(DatapipeError, match="has no known primary key"):
+        wh.expose(sink.table("events"))
+
+
+def test_duplicate_dataset_is_refused(stack):
+    _pipeline(stack)
+    with pytest.raises(DatapipeError, match="dataset is already used in this stack by test/raw"):
+        MicroWarehouse(stack, "wh", owners=[Principal.group("o@acme.com")], dataset="shop_raw")
