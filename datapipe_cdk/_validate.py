@@ -17,16 +17,29 @@ E = TypeVar("E", bound=Enum)
 _CONSTRUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def path_of(construct: Construct) -> str:
+    """A construct's path, asked of jsii once and then remembered (synth speed: one round trip each)."""
+    cached: str | None = getattr(construct, "_datapipe_path", None)
+    if cached is None:
+        cached = str(construct.node.path)
+        construct._datapipe_path = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def child_path(scope: object, construct_id: object, kind: str) -> str:
     """Path the construct *will* have; checked before anything is added to the tree."""
     if not isinstance(scope, Construct):
         raise DatapipeError(kind, "scope must be a construct (a stack or a construct inside one)", scope)
-    parent = scope.node.path
+    parent = path_of(scope)
     if not isinstance(construct_id, str) or not _CONSTRUCT_ID.match(construct_id):
         raise DatapipeError(
             f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id
         )
-    if scope.node.try_find_child(construct_id) is not None:
+    node = getattr(scope, "_datapipe_node", None)
+    if node is None:
+        node = scope.node
+        scope._datapipe_node = node  # type: ignore[attr-defined]
+    if node.try_find_child(construct_id) is not None:
         raise DatapipeError(f"{parent}/{construct_id}", "id is already used in this scope", construct_id)
     return f"{parent}/{construct_id}" if parent else construct_id
 

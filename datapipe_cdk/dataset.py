@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from constructs import Construct
@@ -46,7 +47,7 @@ class Dataset(Construct):
         from .stack import DataPipelineStack
 
         stack = DataPipelineStack.of(scope)
-        path = f"{scope.node.path}/{construct_id}"
+        path = f"{check.path_of(scope)}/{construct_id}"
         stack.claim("dataset", dataset_id, path)
         super().__init__(scope, construct_id)
         self.pipeline = stack
@@ -108,7 +109,7 @@ class Dataset(Construct):
                 if principal.is_public:
                     raise DatapipeError(path, f"{name} must not be public ({principal}); use grant_query(..., allow_public=True)", str(principal))
 
-    @property
+    @cached_property
     def dataset_id_ref(self) -> str:
         """The id as a Terraform reference, so the dataset exists before its tables and grants."""
         return self.resource.get_string_attribute("dataset_id")
@@ -122,7 +123,7 @@ class Dataset(Construct):
         allow_public: bool = False,
     ) -> BigqueryDatasetAccess:
         """One access entry: ``role`` (READER/WRITER/OWNER) for ``principal``, optionally until a time."""
-        path = self.node.path
+        path = check.path_of(self)
         if role not in ROLES:
             raise DatapipeError(path, f"role must be one of {ROLES}", role)
         principal = check.instance(path, "principal", principal, Principal)
@@ -152,7 +153,7 @@ class Dataset(Construct):
     def grant_service_account(self, role: str, email: str, grant_id: str) -> BigqueryDatasetAccess:
         """Access for a service account known only as a Terraform reference (created in this stack)."""
         if role not in ROLES:
-            raise DatapipeError(self.node.path, f"role must be one of {ROLES}", role)
+            raise DatapipeError(check.path_of(self), f"role must be one of {ROLES}", role)
         return BigqueryDatasetAccess(self, grant_id, dataset_id=self.dataset_id_ref, role=role, user_by_email=email)
 
     def authorize_view(self, view_id: str, project: str, dataset_ref: str, table_ref: str) -> BigqueryDatasetAccess:

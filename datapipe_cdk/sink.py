@@ -114,7 +114,7 @@ class BigQuerySink(Construct):
         self.source = source
         self.connector_name = connector_name
         self.dataset = Dataset(
-            self, "dataset", dataset_id=dataset, description=description or f"Raw change events from {source.node.path}",
+            self, "dataset", dataset_id=dataset, description=description or f"Raw change events from {check.path_of(source)}",
             labels=labels, holds_pii=holds_pii, retention=retention, owners=owners, readers=readers,
             deletion_protection=deletion_protection,
         )
@@ -157,7 +157,7 @@ class BigQuerySink(Construct):
     def table(self, name: str) -> ChangelogTable:
         """The changelog table of source table ``name`` (carries its primary key, for warehouses)."""
         if name not in self._tables:
-            raise DatapipeError(self.node.path, f"no changelog table named {name!r} (sink tables: {sorted(self._tables)})", name)
+            raise DatapipeError(check.path_of(self), f"no changelog table named {name!r} (sink tables: {sorted(self._tables)})", name)
         return self._tables[name]
 
     @property
@@ -211,12 +211,12 @@ class BigQuerySink(Construct):
         self.service_account: ServiceAccount | None = None
         if not stack.gcp.manage_iam:
             variable = stack.sensitive_variable(
-                f"{re.sub(r'[^A-Za-z0-9_]', '_', sink_id)}_gcp_keyfile", f"Service account key JSON for {self.node.path}"
+                f"{re.sub(r'[^A-Za-z0-9_]', '_', sink_id)}_gcp_keyfile", f"Service account key JSON for {check.path_of(self)}"
             )
             return str(variable.string_value)
         account_id = _account_id(sink_id)
         account = ServiceAccount(
-            self, "service-account", account_id=account_id, display_name=f"KCBQ sink {self.node.path}",
+            self, "service-account", account_id=account_id, display_name=f"KCBQ sink {check.path_of(self)}",
             description="Writes change events into one raw dataset (datapipe-cdk)",
         )
         email = account.get_string_attribute("email")
@@ -264,7 +264,7 @@ class BigQuerySink(Construct):
     def _describe(self, manifest: dict[str, Any]) -> None:
         manifest["sinks"].append({
             "name": self.node.id,
-            "path": self.node.path,
+            "path": check.path_of(self),
             "connector": self.connector_name,
             "source": self.source.node.id,
             "dataset": self.dataset.dataset_id,

@@ -14,6 +14,7 @@ from constructs import Construct
 from . import _validate as check
 from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError
+from .principal import Principal
 from .schema import IDENTIFIER, CapturedTable, Column, Table, Treatment
 from .topic import StreamingTopic, check_topic_name
 from .units import FOREVER, to_millis
@@ -73,8 +74,11 @@ class CdcSource(Construct):
     Creates, explicitly and before the connector: one topic per table
     (``<prefix>.<database|schema>.<table>``), the schema-history topic (MySQL/MariaDB) and the
     heartbeat topic when ``heartbeat`` is set; plus the ACLs the Connect principal needs. The
-    database password is the sensitive variable ``<id>_db_password`` and goes only to
-    ``config_sensitive``; hashed columns use the sensitive salt ``<id>_hash_salt``.
+    database password is the sensitive variable ``<id>_password`` and goes only to
+    ``config_sensitive``. Hashed columns use the salt variable ``<id>_hash_salt``: Debezium
+    spells the salt inside a config *key*, which Kafka Connect's REST API shows to anyone who may
+    read connector configs, so it is a deployment parameter (never a literal in the JSON), not a
+    secret; protect the Connect REST API instead.
     """
 
     def __init__(
@@ -100,11 +104,14 @@ class CdcSource(Construct):
         server_id: int | None = None,
         decimal_handling: DecimalHandling = DecimalHandling.PRECISE,
         extra_config: Mapping[str, str] | None = None,
+        owner: Principal | None = None,
     ) -> None:
         from .stack import DataPipelineStack
 
         path = check.child_path(scope, source_id, "CdcSource")
         stack = DataPipelineStack.of(scope)
+        if owner is not None:
+            check.instance(path, "owner", owner, Principal)
         engine = check.choice(path, "engine", engine, Engine)
         check.text(path, "host", host, pattern=_HOST, rule="must be a host name or IP address", max_length=253)
         port = check.integer(path, "port", engine.default_port if port is None else port, minimum=1, maximum=65535)
@@ -137,24 +144,26 @@ class CdcSource(Construct):
         self.namespace = namespace
         self.topic_prefix = prefix
         self.connector_name = connector_name
+        self.owner = owner
         self.captured: dict[str, CapturedTable] = {t.name: t for t in captured}
         self._topics: dict[str, StreamingTopic] = {}
         for table in captured:
             self._topics[table.name] = StreamingTopic(
-                self, f"topic-{table.name}", name=table.topic_name, partitions=partitions, retention=retention
+                self, f"topic-{table.name}", name=table.topic_name, partitions=partitions, retention=retention, owner=owner
             )
         support: list[StreamingTopic] = []
         self.history_topic: StreamingTopic | None = None
         if engine.has_schema_history:
             self.history_topic = StreamingTopic(
                 self, "schema-history", name=f"_schema-history.{prefix}", partitions=1, retention=FOREVER,
-                config={"retention.bytes": "-1"},
+                config={"retention.bytes": "-1"}, owner=owner,
             )
             support.append(self.history_topic)
         self.heartbeat_topic: StreamingTopic | None = None
         if heartbeat is not None:
             self.heartbeat_topic = StreamingTopic(
-                self, "heartbeat", name=f"__debezium-heartbeat.{prefix}", partitions=1, retention=timedelta(days=1)
+                self, "heartbeat", name=f"__debezium-heartbeat.{prefix}", partitions=1, retention=timedelta(days=1),
+                owner=owner,
             )
             support.append(self.heartbeat_topic)
         acls = self._grant_connect(prefix)
@@ -168,9 +177,10 @@ class CdcSource(Construct):
             sensitive.update(self._history_credentials())
         treatments = self._treatment_config(captured)
         if any(t is Treatment.HASHED for table in captured for t in table.treatments.values()):
-            salt = stack.sensitive_variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}")
+            salt = stack.variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}",
+                                  sensitive=False)
             hashed_columns = treatments.pop("__hashed__")
-            sensitive[f"column.mask.hash.v2.SHA-256.with.salt.{salt.string_value}"] = hashed_columns
+            treatments[f"column.mask.hash.v2.SHA-256.with.salt.{salt.string_value}"] = hashed_columns
         config.update(treatments)
         config.update(extra)
         all_topics = [*self._topics.values(), *support]
@@ -187,7 +197,7 @@ class CdcSource(Construct):
     def topic(self, table: str) -> StreamingTopic:
         """The topic that carries ``table``'s changes."""
         if table not in self._topics:
-            raise DatapipeError(self.node.path, f"no captured table named {table!r} (captured: {sorted(self._topics)})", table)
+            raise DatapipeError(check.path_of(self), f"no captured table named {table!r} (captured: {sorted(self._topics)})", table)
         return self._topics[table]
 
     @property
@@ -355,7 +365,7 @@ class CdcSource(Construct):
     def _describe(self, manifest: dict[str, Any]) -> None:
         manifest["sources"].append({
             "name": self.node.id,
-            "path": self.node.path,
+            "path": check.path_of(self),
             "engine": self.engine.value,
             "host": self.host,
             "port": self.port,

@@ -131,6 +131,9 @@ class DataPipelineStack(TerraformStack):
         )
         if connect.manage_acls:
             self._grant_connect_worker()
+        from .governance.state import Governance  # stdlib-only subpackage: policies run at synth
+
+        Governance.attach(self)
 
     @staticmethod
     def of(scope: Construct) -> DataPipelineStack:
@@ -154,10 +157,14 @@ class DataPipelineStack(TerraformStack):
 
     def sensitive_variable(self, name: str, description: str) -> TerraformVariable:
         """A sensitive string variable named exactly ``name`` (set it with ``TF_VAR_<name>``)."""
+        return self.variable(name, description, sensitive=True)
+
+    def variable(self, name: str, description: str, *, sensitive: bool) -> TerraformVariable:
+        """A string variable named exactly ``name``, created once per stack."""
         existing = self.node.try_find_child(f"var-{name}")
         if isinstance(existing, TerraformVariable):
             return existing
-        variable = TerraformVariable(self, f"var-{name}", type="string", sensitive=True, description=description)
+        variable = TerraformVariable(self, f"var-{name}", type="string", sensitive=sensitive, description=description)
         variable.override_logical_id(name)
         return variable
 
@@ -266,7 +273,7 @@ class DataPipelineStack(TerraformStack):
             ).string_value
             if endpoint
             else None,
-            bigquery_custom_endpoint=endpoint.rstrip("/") + "/bigquery/v2/" if endpoint else None,
+            big_query_custom_endpoint=endpoint.rstrip("/") + "/bigquery/v2/" if endpoint else None,
         )
 
     def _grant_connect_worker(self) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
+from functools import cached_property
 
 from cdktf import Annotations
 from constructs import Construct
@@ -15,7 +16,7 @@ from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError
 from .principal import Principal
 from .providers.kafka import Topic
-from .units import FOREVER, to_millis
+from .units import FOREVER, to_millis, to_rfc3339
 
 _TOPIC = r"[A-Za-z0-9._-]{1,249}"
 _GROUP = r"[A-Za-z0-9._-]{1,249}"
@@ -40,6 +41,9 @@ class TopicReference(Construct):
     """Anything with a topic name that grants can target."""
 
     name: str
+    owner: Principal | None = None
+    temporary_grants: list[dict[str, object]]
+    """Grants with an expiry: Kafka ACLs have none, so it is recorded (manifest, ``datapipe expired-grants``)."""
 
     def grant_read(
         self,
@@ -47,9 +51,13 @@ class TopicReference(Construct):
         *,
         consumer_group: str | None = None,
         consumer_group_prefix: str | None = None,
+        until: datetime | None = None,
     ) -> list[KafkaAcl]:
-        """Let ``principal`` consume: Read+Describe on the topic, Read on its consumer group(s)."""
-        path = self.node.path
+        """Let ``principal`` consume: Read+Describe on the topic, Read on its consumer group(s).
+
+        ``until`` records when the grant expires (Kafka ACLs cannot expire by themselves).
+        """
+        path = check.path_of(self)
         principal = _kafka_principal(path, principal)
         if (consumer_group is None) == (consumer_group_prefix is None):
             raise DatapipeError(path, "grant_read needs exactly one of consumer_group or consumer_group_prefix",
@@ -58,11 +66,21 @@ class TopicReference(Construct):
         check.text(path, "consumer group", group, pattern=_GROUP, rule="must be a Kafka group id")
         assert group is not None
         pattern = PatternType.LITERAL if consumer_group is not None else PatternType.PREFIXED
-        return [
+        acls = [
             KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.READ),
             KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.DESCRIBE),
             KafkaAcl.ensure(self, principal, ResourceType.GROUP, group, AclOperation.READ, pattern=pattern),
         ]
+        if until is not None:
+            check.instance(path, "until", until, datetime)
+            self.temporary_grants.append({
+                "principal": principal.kafka,
+                "topic": self.name,
+                "access": "read",
+                "until": to_rfc3339(until),
+                "acls": [list(a.key) for a in acls],
+            })
+        return acls
 
     def grant_write(
         self,
@@ -72,7 +90,7 @@ class TopicReference(Construct):
         transactional_id: str | None = None,
     ) -> list[KafkaAcl]:
         """Let ``principal`` produce: Write+Describe on the topic (+ IdempotentWrite, + its transactional id)."""
-        path = self.node.path
+        path = check.path_of(self)
         principal = _kafka_principal(path, principal)
         acls = [
             KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.WRITE),
@@ -102,10 +120,13 @@ class StreamingTopic(TopicReference):
         cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE,
         min_compaction_lag: timedelta | None = None,
         config: Mapping[str, str] | None = None,
+        owner: Principal | None = None,
     ) -> None:
         from .stack import DataPipelineStack
 
         path = check.child_path(scope, topic_id, "StreamingTopic")
+        if owner is not None:
+            check.instance(path, "owner", owner, Principal)
         stack = DataPipelineStack.of(scope)
         name = check_topic_name(path, name)
         check.integer(path, "partitions", partitions, minimum=1, maximum=100_000)
@@ -132,6 +153,8 @@ class StreamingTopic(TopicReference):
         super().__init__(scope, topic_id)
         self.pipeline = stack
         self.name = name
+        self.owner = owner
+        self.temporary_grants = []
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.retention = retention
@@ -150,7 +173,7 @@ class StreamingTopic(TopicReference):
                 f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"
             )
 
-    @property
+    @cached_property
     def name_ref(self) -> str:
         """The name as a Terraform reference, so Terraform creates the topic before its users."""
         return self.resource.get_string_attribute("name")
@@ -173,6 +196,7 @@ class ImportedTopic(TopicReference):
         super().__init__(scope, topic_id)
         self.pipeline = stack
         self.name = name
+        self.temporary_grants = []
 
     @property
     def name_ref(self) -> str:

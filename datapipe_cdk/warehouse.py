@@ -77,7 +77,7 @@ class MicroWarehouse(Construct):
 
     def expose(self, table: ChangelogTable, *, columns: Sequence[str] | None = None, name: str | None = None) -> View:
         """A latest-state view of ``table`` (newest event per key, deletes removed), authorized on its dataset."""
-        path = self.node.path
+        path = check.path_of(self)
         table = check.instance(path, "table", table, ChangelogTable)
         view_name = name if name is not None else table.table_id
         self._check_view_name(path, view_name)
@@ -97,7 +97,7 @@ class MicroWarehouse(Construct):
         project = self.pipeline.gcp.project
         sql = render_template(
             "latest_state",
-            description=f"{table.captured.qualified_name} ({table.sink.node.path})",
+            description=f"{table.captured.qualified_name} ({check.path_of(table.sink)})",
             columns=chosen,
             hidden=[*table.metadata_columns, "__rank"],
             primary_key=table.primary_key,
@@ -113,7 +113,7 @@ class MicroWarehouse(Construct):
 
     def add_view(self, name: str, sql: str) -> View:
         """A view of the team's own SQL; ``{{ ref('orders') }}`` names a view of this warehouse."""
-        path = self.node.path
+        path = check.path_of(self)
         self._check_view_name(path, name)
         check.text(path, "sql", sql, max_length=256_000)
         project = self.pipeline.gcp.project
@@ -127,7 +127,7 @@ class MicroWarehouse(Construct):
 
     def grant_query(self, principal: Principal, *, until: datetime | None = None, allow_public: bool = False) -> None:
         """Let ``principal`` read and query this warehouse, optionally only until ``until`` (an IAM condition)."""
-        path = self.node.path
+        path = check.path_of(self)
         principal = check.instance(path, "principal", principal, Principal)
         access = self.dataset.grant_role("READER", principal, until=until, allow_public=allow_public)
         if until is not None:
@@ -159,7 +159,7 @@ class MicroWarehouse(Construct):
     def _describe(self, manifest: dict[str, Any]) -> None:
         manifest["warehouses"].append({
             "name": self.node.id,
-            "path": self.node.path,
+            "path": check.path_of(self),
             "dataset": self.dataset.dataset_id,
             "holds_pii": self.dataset.holds_pii,
             "owners": [str(p) for p in self.dataset.owners],

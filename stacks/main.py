@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdktf import App  # noqa: E402
+from cdktf import App, LocalBackend  # noqa: E402
 
 from datapipe_cdk import (  # noqa: E402
     BigQuerySink,
@@ -26,7 +27,12 @@ from datapipe_cdk import (  # noqa: E402
     Principal,
     Table,
 )
+from datapipe_cdk.governance import DlpInspection
+from datapipe_cdk.teamspec import compile_teams
 from stacks.profiles import Profile, current  # noqa: E402
+
+TEAMS = Path(__file__).resolve().parent / "teams"
+"""Team microwarehouse files (Stage 5), validated against schemas/team.schema.json."""
 
 ORDERS = Table(primary_key=["id"], columns=[
     Column("id", ColumnType.INT64, Classification.INTERNAL),
@@ -62,7 +68,7 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         database="payments", topic_prefix="payments",
         tables={"orders": ORDERS, "refunds": REFUNDS, "accounts": ACCOUNTS},
         masked={"accounts": ["email", "phone"]}, hashed={"accounts": ["name"]},
-        heartbeat=timedelta(seconds=10), retention=timedelta(days=7),
+        heartbeat=timedelta(seconds=10), retention=timedelta(days=7), owner=Principal.group("data-eng@acme.com"),
     )
     raw = BigQuerySink(stack, "payments-raw", source=payments, dataset="payments_raw",
                        owners=[Principal.group("data-eng@acme.com")], retention=timedelta(days=365),
@@ -87,6 +93,10 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
     risk.expose(raw.table("accounts"), columns=["id", "email", "country", "created_at"])
     risk.grant_query(Principal.user("auditor@acme.com"), until=FRAUD_REVIEW_ENDS)
     payments.topic("orders").grant_read(Principal.kafka_user("fraud-detector"), consumer_group_prefix="fraud-")
+    payments.topic("refunds").grant_read(Principal.kafka_user("chargeback-audit"), consumer_group="chargeback-audit",
+                                         until=FRAUD_REVIEW_ENDS)
+    compile_teams(stack, TEAMS)
+    DlpInspection(stack, "dlp", owners=[Principal.group("data-eng@acme.com")])
     return stack
 
 
@@ -96,7 +106,7 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
         stack, "ledger-db", engine=Engine.POSTGRESQL, host=profile.postgres_host, port=profile.postgres_port,
         database="payments", schema="payments", topic_prefix="ledger",
         tables={"orders": ORDERS, "refunds": REFUNDS, "accounts": ACCOUNTS},
-        excluded={"accounts": ["name", "email", "phone"]},
+        excluded={"accounts": ["name", "email", "phone"]}, owner=Principal.group("data-eng@acme.com"),
     )
     raw = BigQuerySink(stack, "ledger-raw", source=ledger, dataset="ledger_raw",
                        owners=[Principal.group("data-eng@acme.com")], retention=timedelta(days=365),
@@ -107,16 +117,20 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
     for table in ("orders", "refunds", "accounts"):
         finance.expose(raw.table(table))
     ledger.topic("refunds").grant_read(Principal.kafka_user("analyst"), consumer_group="ledger-analyst")
+    compile_teams(stack, TEAMS)
     return stack
 
 
 def build(outdir: str = "cdktf.out") -> App:
     app = App(outdir=outdir)
     profile = current()
-    payments_stack(app, profile)
-    ledger_stack(app, profile)
+    for stack in (payments_stack(app, profile), ledger_stack(app, profile)):
+        if profile.state_dir:
+            LocalBackend(stack, path=str(Path(profile.state_dir) / f"{stack.node.id}.tfstate"))
     return app
 
 
 if __name__ == "__main__":
-    build().synth()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--outdir", default="cdktf.out", help="where to write the synthesized stacks")
+    build(parser.parse_args().outdir).synth()

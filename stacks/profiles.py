@@ -23,6 +23,8 @@ class Profile:
     mysql_port: int
     postgres_host: str
     postgres_port: int
+    state_dir: str | None = None
+    """Where local Terraform state goes (the local stack's run directory); None keeps cdktf's default."""
 
 
 def _port(name: str, default: int) -> int:
@@ -38,13 +40,14 @@ def current() -> Profile:
                                sasl_username="admin"),
             connect=ConnectCluster(url=f"http://127.0.0.1:{_port('CONNECT', 18083)}",
                                    principal=Principal.kafka_user("connect")),
-            gcp=GcpProject(project=os.environ.get("DATAPIPE_GCP_PROJECT", "local-project"), location="US",
+            gcp=GcpProject(project=os.environ.get("DATAPIPE_GCP_PROJECT", "datapipe-local"), location="US",
                            bigquery_endpoint=f"http://127.0.0.1:{_port('BIGQUERY', 19050)}", manage_iam=False),
             mysql_engine=Engine.MARIADB,
             mysql_host="127.0.0.1",
             mysql_port=_port("MARIADB", 13306),
             postgres_host="127.0.0.1",
             postgres_port=_port("POSTGRES", 15432),
+            state_dir=os.environ.get("DATAPIPE_STATE_DIR"),
         )
     if name != "production":
         raise SystemExit(f"DATAPIPE_PROFILE must be 'production' or 'local', got {name!r}")

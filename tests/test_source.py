@@ -82,7 +82,7 @@ def test_masked_hashed_and_excluded_columns(stack):
     connector = _connector(synth_stack(stack), "payments-db")
     assert connector["config"]["column.mask.with.8.chars"] == r"payments\.accounts\.email"
     assert connector["config"]["column.exclude.list"] == r"payments\.accounts\.phone"
-    assert connector["config_sensitive"]["column.mask.hash.v2.SHA-256.with.salt.${var.payments_db_hash_salt}"] == (
+    assert connector["config"]["column.mask.hash.v2.SHA-256.with.salt.${var.payments_db_hash_salt}"] == (
         r"payments\.accounts\.name"
     )
 

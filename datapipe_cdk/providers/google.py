@@ -14,7 +14,7 @@ from ._base import Provider, Resource
 class GoogleProvider(Provider):
     TYPE = "google"
     SOURCE = "hashicorp/google"
-    VERSION = "7.45.0"
+    VERSION = "8.0.0"
 
     def __init__(
         self,
@@ -24,7 +24,7 @@ class GoogleProvider(Provider):
         project: str,
         region: str | None = None,
         access_token: str | None = None,
-        bigquery_custom_endpoint: str | None = None,
+        big_query_custom_endpoint: str | None = None,
         add_terraform_attribution_label: bool | None = None,
     ) -> None:
         super().__init__(
@@ -34,7 +34,7 @@ class GoogleProvider(Provider):
                 "project": project,
                 "region": region,
                 "access_token": access_token,
-                "bigquery_custom_endpoint": bigquery_custom_endpoint,
+                "big_query_custom_endpoint": big_query_custom_endpoint,
                 "add_terraform_attribution_label": add_terraform_attribution_label,
             },
         )

@@ -38,7 +38,7 @@ class KafkaConnectProvider(Provider):
 
 
 class Connector(Resource):
-    """A connector; ``config`` must repeat ``name`` (the provider refuses it otherwise)."""
+    """A connector. The provider refuses a ``config`` without ``name``, so it is always repeated there."""
 
     TYPE = "kafka-connect_connector"
     PROVIDER = "kafka-connect"
@@ -59,7 +59,7 @@ class Connector(Resource):
             construct_id,
             {
                 "name": name,
-                "config": dict(config),
+                "config": {"name": name, **config},
                 "config_sensitive": config_sensitive,
                 "timeouts": dict(timeouts) if timeouts else None,
             },

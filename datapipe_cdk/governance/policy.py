@@ -1,0 +1,179 @@
+"""Policies as code: objects that look at a whole stack and name the data that breaks a rule.
+
+A platform team adds its own by subclassing :class:`Policy` and passing it to
+``Governance.of(stack).add_policy``. The built-ins run on every ``DataPipelineStack`` at synth.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, ClassVar
+
+from ..acl import KafkaAcl, Permission
+from ..providers.google import BigqueryDatasetAccess, ProjectIamMember
+from ..units import FOREVER
+from . import inventory
+from .classification import ClassifiedColumn, changelog_columns, view_columns
+
+if TYPE_CHECKING:
+    from ..stack import DataPipelineStack
+
+_PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which policy, the path of the data that breaks it, and how to fix it."""
+
+    policy: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"policy": self.policy, "path": self.path, "message": self.message}
+
+
+class Policy(ABC):
+    """A rule checked at synth. ``name`` is what opt-outs cite; ``check`` yields violations."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        """Yield one violation per piece of data that breaks the rule."""
+
+    def violation(self, path: str, message: str) -> Violation:
+        return Violation(self.name, path, message)
+
+
+class PiiOnlyInPiiDatasets(Policy):
+    """PII reaches a dataset only masked, hashed or excluded, unless the dataset declares ``holds_pii``."""
+
+    name = "pii-in-clean-dataset"
+    description = "A PII column may reach a dataset only masked, hashed or excluded unless the dataset holds_pii=True"
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        for sink in inventory.sinks(stack):
+            if sink.dataset.holds_pii:
+                continue
+            for table in sink.tables:
+                path = f"{sink.node.path}/changelog-{table.table_id}"
+                yield from self._report(path, changelog_columns(table), sink.dataset.dataset_id)
+        for warehouse in inventory.warehouses(stack):
+            if warehouse.dataset.holds_pii:
+                continue
+            for view in warehouse.views.values():
+                if view.source is not None:
+                    yield from self._report(f"{warehouse.node.path}/view-{view.name}", view_columns(warehouse, view),
+                                            warehouse.dataset.dataset_id)
+
+    def _report(self, path: str, columns: list[ClassifiedColumn], dataset: str) -> Iterator[Violation]:
+        for column in columns:
+            if column.exposes_pii:
+                kind = f" ({column.info_type.value})" if column.info_type else ""
+                yield self.violation(path, f"PII column {column.qualified}{kind} reaches dataset {dataset} unmasked; "
+                                           f"mask/hash/exclude it at {column.source_path} or declare the dataset holds_pii=True")
+
+
+class PiiDatasetRetention(Policy):
+    """A dataset that holds PII keeps it no longer than ``maximum`` (partition expiration)."""
+
+    name = "pii-dataset-retention"
+    description = "A dataset declared holds_pii=True needs a retention no longer than the policy maximum"
+
+    def __init__(self, maximum: timedelta = timedelta(days=3 * 365)) -> None:
+        self.maximum = maximum
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        limit = f"at most {self.maximum.days} days"
+        for dataset in inventory.datasets(stack):
+            if not dataset.holds_pii:
+                continue
+            path = inventory.owning_construct(dataset).node.path
+            if dataset.retention is None or dataset.retention == FOREVER:
+                yield self.violation(path, f"dataset {dataset.dataset_id} holds PII but keeps it forever; "
+                                           f"set retention= ({limit})")
+            elif dataset.retention > self.maximum:
+                yield self.violation(path, f"dataset {dataset.dataset_id} holds PII for {dataset.retention.days} days; "
+                                           f"set retention= {limit}")
+
+
+class PiiTopicRetention(Policy):
+    """A topic carrying unmasked PII has a finite ``retention.ms`` no longer than ``maximum``."""
+
+    name = "pii-topic-retention"
+    description = "A topic carrying unmasked PII needs a bounded retention.ms"
+
+    def __init__(self, maximum: timedelta = timedelta(days=30)) -> None:
+        self.maximum = maximum
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        for topic in inventory.topics(stack):
+            exposed = [c for c in inventory.topic_columns(topic) if c.exposes_pii]
+            if not exposed:
+                continue
+            retention = topic.retention
+            if retention is not None and retention != FOREVER and retention <= self.maximum:
+                continue
+            columns = ", ".join(c.qualified for c in exposed)
+            now = "keeps it forever" if retention == FOREVER else "has no retention.ms (broker default)" if retention is None \
+                else f"keeps it {retention.days} days"
+            where = topic.node.scope.node.path if topic.node.scope is not None else topic.node.path
+            yield self.violation(topic.node.path, f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
+                                                  f"set retention= at most {self.maximum.days} days on {where}")
+
+
+class NoPublicPrincipals(Policy):
+    """Nothing is granted to everyone: no allUsers / allAuthenticatedUsers, no Allow ACL on '*'."""
+
+    name = "no-public-principals"
+    description = "No grant to allUsers, allAuthenticatedUsers or every Kafka resource ('*')"
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        for access in inventory.find(stack, BigqueryDatasetAccess):
+            member = access.attributes.get("special_group") or access.attributes.get("iam_member")
+            if member in _PUBLIC_MEMBERS:
+                dataset = access.node.scope
+                name = getattr(dataset, "dataset_id", "?")
+                role = access.attributes.get("role")
+                yield self.violation(access.node.path, f"dataset {name} grants {role} to {member} (public); "
+                                                       "grant a group or user instead")
+        for member in inventory.find(stack, ProjectIamMember):
+            if member.attributes.get("member") in _PUBLIC_MEMBERS:
+                yield self.violation(member.node.path, f"project role {member.attributes['role']} is granted to "
+                                                       f"{member.attributes['member']} (public); grant a group or user instead")
+        for acl in inventory.find(stack, KafkaAcl):
+            if acl.resource_name == "*" and acl.permission is Permission.ALLOW:
+                yield self.violation(acl.node.path, f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
+                                                    f"{acl.resource_type.value} ('*'); name the resource instead")
+
+
+class OwnerRequired(Policy):
+    """Every dataset and every topic the stack creates has an owner someone can ask."""
+
+    name = "owner-required"
+    description = "Every dataset and topic has an owner"
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        for dataset in inventory.datasets(stack):
+            if not dataset.owners:
+                path = inventory.owning_construct(dataset).node.path
+                yield self.violation(path, f"dataset {dataset.dataset_id} has no owner; "
+                                           f"pass owners=[Principal.group(...)] to {path}")
+        for topic in inventory.topics(stack):
+            if inventory.topic_owner(topic) is None:
+                where = topic.node.scope.node.path if topic.node.scope is not None else topic.node.path
+                yield self.violation(topic.node.path, f"topic {topic.name} has no owner; "
+                                                      f"pass owner=Principal.group(...) to {where}")
+
+
+def default_policies() -> list[Policy]:
+    """The built-in policies every stack starts with."""
+    return [PiiOnlyInPiiDatasets(), PiiDatasetRetention(), PiiTopicRetention(), NoPublicPrincipals(), OwnerRequired()]

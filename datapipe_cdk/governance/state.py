@@ -1,0 +1,152 @@
+"""Per-stack governance: the policies a stack runs at synth, its written opt-outs, its expiring grants."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsii
+from constructs import Construct, IValidation
+
+from ..errors import DatapipeError
+from . import inventory
+from .policy import Policy, Violation, default_policies
+
+if TYPE_CHECKING:
+    from ..stack import DataPipelineStack
+
+MIN_REASON = 10
+_EXPIRY = re.compile(r'timestamp\("([^"]+)"\)')
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """``path`` (and everything under it) is exempt from ``policy``, for a written ``reason``."""
+
+    policy: str
+    path: str
+    reason: str
+
+    def covers(self, violation: Violation) -> bool:
+        return violation.policy == self.policy and (violation.path == self.path or violation.path.startswith(self.path + "/"))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"policy": self.policy, "path": self.path, "reason": self.reason}
+
+
+@jsii.implements(IValidation)
+class _PolicyValidation:
+    """Runs the stack's policies when cdktf validates the tree (every synth)."""
+
+    def __init__(self, governance: Governance) -> None:
+        self._governance = governance
+
+    def validate(self) -> list[str]:
+        return [str(v) for v in self._governance.violations()]
+
+
+class Governance:
+    """The policies of one stack. Every ``DataPipelineStack`` gets one; reach it with ``Governance.of``."""
+
+    def __init__(self, stack: DataPipelineStack) -> None:
+        self.stack = stack
+        self.policies: list[Policy] = default_policies()
+        self.opt_outs: list[OptOut] = []
+        self.origins: dict[str, str] = {}
+        """Construct path -> where it was requested (``stacks/teams/x.yaml:12``), quoted in violations."""
+
+    @classmethod
+    def attach(cls, stack: DataPipelineStack) -> Governance:
+        """Give ``stack`` its governance: policies checked at synth, opt-outs and grants in the manifest."""
+        governance = cls(stack)
+        stack.governance = governance  # type: ignore[attr-defined]
+        stack.node.add_validation(_PolicyValidation(governance))
+        stack.registry.manifest_parts.append(governance.describe)
+        return governance
+
+    @staticmethod
+    def of(scope: Construct) -> Governance:
+        from ..stack import DataPipelineStack
+
+        stack = DataPipelineStack.of(scope)
+        governance = getattr(stack, "governance", None)
+        return governance if isinstance(governance, Governance) else Governance.attach(stack)
+
+    @property
+    def policy_names(self) -> list[str]:
+        return [p.name for p in self.policies]
+
+    def add_policy(self, policy: Policy) -> None:
+        if not isinstance(policy, Policy):
+            raise DatapipeError(self.stack.node.path, "add_policy needs a governance.Policy", policy)
+        if policy.name in self.policy_names:
+            raise DatapipeError(self.stack.node.path, "a policy with this name is already active; use replace_policy",
+                                policy.name)
+        self.policies.append(policy)
+
+    def replace_policy(self, policy: Policy) -> None:
+        """Swap a built-in for a configured one, e.g. ``PiiDatasetRetention(maximum=timedelta(days=365))``."""
+        if policy.name not in self.policy_names:
+            raise DatapipeError(self.stack.node.path, f"no active policy named so (active: {self.policy_names})", policy.name)
+        self.policies = [policy if p.name == policy.name else p for p in self.policies]
+
+    def opt_out(self, construct: Construct, policy: str | Policy | type[Policy], reason: str) -> OptOut:
+        """Exempt ``construct`` (and what is under it) from ``policy``; the reason is published in the manifest."""
+        path = construct.node.path if isinstance(construct, Construct) else str(construct)
+        name = policy if isinstance(policy, str) else policy.name
+        if name not in self.policy_names:
+            raise DatapipeError(path, f"opt_out names an unknown policy (active: {', '.join(self.policy_names)})", name)
+        if not isinstance(reason, str) or len(reason.strip()) < MIN_REASON:
+            raise DatapipeError(path, f"opt_out from {name} needs a written reason (at least {MIN_REASON} characters)", reason)
+        entry = OptOut(name, path, reason.strip())
+        self.opt_outs.append(entry)
+        return entry
+
+    def declare_origin(self, path: str, origin: str) -> None:
+        """Say where the constructs under ``path`` were requested, so violations can point there."""
+        self.origins[path] = origin
+
+    def all_violations(self) -> list[Violation]:
+        """Every violation, including those opted out."""
+        with inventory.snapshot(self.stack):
+            return [v for policy in self.policies for v in policy.check(self.stack)]
+
+    def violations(self) -> list[Violation]:
+        """Violations nobody opted out of: any of these fails synth."""
+        return [self._located(v) for v in self.all_violations() if not any(o.covers(v) for o in self.opt_outs)]
+
+    def _located(self, violation: Violation) -> Violation:
+        paths = [p for p in self.origins if violation.path == p or violation.path.startswith(p + "/")]
+        if not paths:
+            return violation
+        origin = self.origins[max(paths, key=len)]
+        return Violation(violation.policy, violation.path, f"{violation.message} (requested in {origin})")
+
+    def describe(self, manifest: dict[str, Any]) -> None:
+        """Manifest part: active policies, opt-outs with their reasons, temporary grants and their expiry."""
+        with inventory.snapshot(self.stack):
+            self._describe(manifest)
+
+    def _describe(self, manifest: dict[str, Any]) -> None:
+        kafka = [grant for topic in inventory.topic_references(self.stack) for grant in topic.temporary_grants]
+        bigquery = [
+            {**grant, "expires": _expiry(grant.get("until", "")), "dataset": w.dataset.dataset_id, "path": w.node.path}
+            for w in inventory.warehouses(self.stack)
+            for grant in w.temporary_grants
+        ]
+        manifest["governance"] = {
+            "policies": self.policy_names,
+            "opt_outs": [o.as_dict() for o in self.opt_outs],
+            "temporary_grants": {"kafka": kafka, "bigquery": bigquery},
+        }
+
+
+def opt_out(construct: Construct, policy: str | Policy | type[Policy], reason: str) -> OptOut:
+    """Exempt ``construct`` from ``policy`` with a written ``reason`` (recorded in the synthesized manifest)."""
+    return Governance.of(construct).opt_out(construct, policy, reason)
+
+
+def _expiry(expression: str) -> str | None:
+    match = _EXPIRY.search(expression)
+    return match.group(1) if match else None

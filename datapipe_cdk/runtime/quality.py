@@ -1,0 +1,284 @@
+"""Data-quality checks of a deployed pipeline: source vs latest-state view, freshness, keys, nulls,
+schema drift and a PII scan of datasets declared clean.
+
+Every check yields ``CheckResult(check, table, status, detail)`` with status ``pass``, ``fail``,
+``warn`` (worth a look, not a failure) or ``skip`` (could not be checked, detail says why). Counts
+and key sets are compared after letting in-flight changes settle (up to ``settle_s``), because a
+pipeline a second behind is correct, not broken.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+import pandas as pd
+from tqdm import tqdm
+
+from datapipe_cdk.runtime.credentials import Credentials
+from datapipe_cdk.runtime.manifest import Manifest, Pipe
+from datapipe_cdk.runtime.pii import scan_rows
+from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
+from datapipe_cdk.runtime.source import SourceColumn, SourceDatabase
+from datapipe_cdk.runtime.warehouse import WarehouseClient, is_metadata_column
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+RECONCILIATION_CHECKS = ("row_count", "deleted_rows_visible", "missing_rows", "duplicate_keys")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    table: str
+    status: str
+    detail: str
+
+
+@dataclass
+class QualityReport:
+    """Summary plus the tables behind it (one DataFrame each, ready to plot)."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    counts: list[dict[str, object]] = field(default_factory=list)
+    freshness: list[dict[str, object]] = field(default_factory=list)
+    null_rates: list[dict[str, object]] = field(default_factory=list)
+    pii_findings: list[dict[str, object]] = field(default_factory=list)
+
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(c) for c in self.checks], columns=["check", "table", "status", "detail"])
+
+    def frame(self, name: str) -> pd.DataFrame:
+        return pd.DataFrame(getattr(self, name))
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def add(self, check: str, table: str, status: str, detail: str) -> None:
+        self.checks.append(CheckResult(check, table, status, detail))
+
+
+def _settle(measure: Callable[[], tuple[int, int]], settle_s: float) -> tuple[int, int, float]:
+    """Repeat ``measure`` until both numbers agree or ``settle_s`` passes; returns them and the wait."""
+    start = time.monotonic()
+    while True:
+        left, right = measure()
+        waited = time.monotonic() - start
+        if left == right or waited >= settle_s:
+            return left, right, waited
+        time.sleep(1.0)
+
+
+def _view_table(wh: WarehouseClient, pipe: Pipe) -> tuple[str, str]:
+    assert pipe.warehouse is not None and pipe.view is not None
+    return pipe.warehouse.dataset, pipe.view.name
+
+
+def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, settle_s: float) -> None:
+    dataset, view = _view_table(wh, pipe)
+    source_rows, view_rows, waited = _settle(
+        lambda: (db.count(pipe.source_table.name), wh.count(dataset, view)), settle_s
+    )
+    report.counts.append({"table": pipe.label, "source": pipe.source_label, "source_rows": source_rows,
+                          "view_rows": view_rows})
+    status = PASS if source_rows == view_rows else FAIL
+    report.add("row_count", pipe.label, status,
+               f"source {source_rows} rows, view {dataset}.{view} {view_rows} rows (settled {waited:.0f}s)")
+
+
+def _check_keys(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
+                settle_s: float, key_limit: int) -> None:
+    dataset, view = _view_table(wh, pipe)
+    if len(pipe.source_table.primary_key) != 1:
+        for check in ("deleted_rows_visible", "missing_rows"):
+            report.add(check, pipe.label, SKIP, "composite primary key: key-set comparison not implemented")
+        return
+    key = pipe.source_table.primary_key[0]
+    extra: set[str] = set()
+    missing: set[str] = set()
+
+    def measure() -> tuple[int, int]:
+        nonlocal extra, missing
+        source_keys = {str(k) for k in db.keys(pipe.source_table.name, key, key_limit + 1)}
+        view_keys = {str(k) for k in wh.keys(dataset, view, key, key_limit + 1)}
+        extra, missing = view_keys - source_keys, source_keys - view_keys
+        return len(extra), -len(missing)  # equal (0, 0) only when both differences are empty
+
+    if db.count(pipe.source_table.name) > key_limit:
+        for check in ("deleted_rows_visible", "missing_rows"):
+            report.add(check, pipe.label, SKIP, f"more than {key_limit} rows: raise key_limit to compare keys")
+        return
+    _settle(measure, settle_s)
+    report.add("deleted_rows_visible", pipe.label, FAIL if extra else PASS,
+               f"{len(extra)} keys in the view are gone from the source" + (f", e.g. {sorted(extra)[:3]}" if extra else ""))
+    report.add("missing_rows", pipe.label, FAIL if missing else PASS,
+               f"{len(missing)} source keys not in the view" + (f", e.g. {sorted(missing)[:3]}" if missing else ""))
+
+
+def _check_duplicates(report: QualityReport, wh: WarehouseClient, pipe: Pipe) -> None:
+    dataset, view = _view_table(wh, pipe)
+    row = wh.rows(wh.sql("duplicate_keys", table=wh.table_path(dataset, view), key=list(pipe.source_table.primary_key)))[0]
+    duplicated = int(row["duplicated_keys"] or 0)
+    report.add("duplicate_keys", pipe.label, FAIL if duplicated else PASS,
+               f"{duplicated} primary keys appear more than once ({int(row['extra_rows'] or 0)} extra rows)")
+
+
+def _check_freshness(report: QualityReport, wh: WarehouseClient, pipe: Pipe, freshness_max: timedelta) -> None:
+    table = wh.table_path(pipe.sink.dataset, pipe.sink_table.table)
+    row = wh.rows(wh.sql("freshness", table=table))[0]
+    events = int(row["events"] or 0)
+    newest = row["newest_ms"]
+    if not events or newest is None:
+        report.freshness.append({"table": pipe.changelog_label, "events": events, "newest_event": None, "age_s": None})
+        report.add("freshness", pipe.changelog_label, WARN, "changelog table has no events yet")
+        return
+    age_s = time.time() - int(newest) / 1000
+    report.freshness.append({"table": pipe.changelog_label, "events": events,
+                             "newest_event": pd.Timestamp(int(newest), unit="ms", tz="UTC"), "age_s": age_s})
+    status = PASS if age_s <= freshness_max.total_seconds() else FAIL
+    report.add("freshness", pipe.changelog_label, status,
+               f"newest source commit {age_s:.0f}s ago (limit {freshness_max.total_seconds():.0f}s), {events} events")
+
+
+def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn]) -> None:
+    dataset, view = _view_table(wh, pipe)
+    columns = [c for c in wh.columns(dataset, view) if not is_metadata_column(c)]
+    row = wh.rows(wh.sql("null_counts", table=wh.table_path(dataset, view), columns=columns))[0]
+    total = int(row["row_count"] or 0)
+    required = {c.name for c in source_columns if not c.nullable}
+    bad = []
+    for index, column in enumerate(columns):
+        nulls = int(row[f"c{index}"] or 0)
+        report.null_rates.append({"table": pipe.label, "column": column, "rows": total, "nulls": nulls,
+                                  "null_rate": nulls / total if total else 0.0})
+        policy = pipe.source_table.policy(column)
+        if nulls and column in required and not (policy and policy.treatment):
+            bad.append(f"{column} ({nulls})")
+    detail = f"NOT NULL at the source but NULL in the view: {', '.join(bad)}" if bad else f"{len(columns)} columns, {total} rows"
+    report.add("nulls_in_required_columns", pipe.label, FAIL if bad else PASS, detail)
+
+
+def _check_schema(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn]) -> None:
+    dataset, view = _view_table(wh, pipe)
+    excluded = {c.name for c in pipe.source_table.columns if c.treatment == "excluded"}
+    chosen = set(pipe.view.columns) if pipe.view is not None and pipe.view.columns else None
+    expected = (chosen or {c.name for c in source_columns}) - excluded
+    actual = {c for c in wh.columns(dataset, view) if not is_metadata_column(c)}
+    missing, extra = sorted(expected - actual), sorted(actual - expected)
+    leaked = sorted(excluded & actual)
+    problems = [f"missing in view: {missing}"] * bool(missing) + [f"not in source: {extra}"] * bool(extra)
+    problems += [f"excluded columns present: {leaked}"] * bool(leaked)
+    report.add("schema_drift", pipe.label, FAIL if problems else PASS,
+               "; ".join(problems) or f"{len(actual)} columns match the source")
+
+
+def _scan(report: QualityReport, wh: WarehouseClient, dataset: str, table: str, sample_rows: int) -> None:
+    label = f"{dataset}.{table}"
+    findings = scan_rows(wh.sample(dataset, table, sample_rows))
+    for f in findings:
+        report.pii_findings.append({"table": label, **asdict(f)})
+    detail = ", ".join(f"{f.column}: {f.info_type} in {f.cells} cells (e.g. {f.example})" for f in findings)
+    report.add("pii_in_clean_dataset", label, FAIL if findings else PASS,
+               detail or f"no PII in {sample_rows} sampled rows")
+
+
+def _pii_targets(manifest: Manifest) -> list[tuple[str, str]]:
+    """(dataset, table) of every changelog table and view in a dataset declared clean."""
+    targets = [(s.dataset, t.table) for s in manifest.sinks if not s.holds_pii for t in s.tables]
+    targets += [(w.dataset, v.name) for w in manifest.warehouses if not w.holds_pii for v in w.views]
+    return targets
+
+
+def run_quality(
+    manifest: Manifest,
+    credentials: Credentials,
+    *,
+    settle_s: float = 60.0,
+    freshness_max: timedelta = timedelta(hours=24),
+    sample_rows: int = 500,
+    key_limit: int = 100_000,
+    progress: bool = True,
+) -> QualityReport:
+    """Run every check on every exposed table of the stack, then the PII scan of clean datasets."""
+    report = QualityReport()
+    wh = WarehouseClient(manifest.bigquery)
+    pipes = manifest.pipes()
+    fresh_checked: set[str] = set()
+    for pipe in tqdm(pipes, desc="quality checks", file=sys.stderr, disable=not progress):
+        if pipe.changelog_label not in fresh_checked:
+            fresh_checked.add(pipe.changelog_label)
+            _check_freshness(report, wh, pipe, freshness_max)
+        if pipe.view is None:
+            report.add("row_count", pipe.label, SKIP, "no latest-state view exposes this table")
+            continue
+        with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
+            source_columns = db.columns(pipe.source_table.name)
+            _check_counts(report, db, wh, pipe, settle_s)
+            _check_keys(report, db, wh, pipe, settle_s, key_limit)
+        _check_duplicates(report, wh, pipe)
+        _check_nulls(report, wh, pipe, source_columns)
+        _check_schema(report, wh, pipe, source_columns)
+    for dataset, table in tqdm(_pii_targets(manifest), desc="PII scan", file=sys.stderr, disable=not progress):
+        _scan(report, wh, dataset, table, sample_rows)
+    return report
+
+
+def deletion_check(
+    manifest: Manifest,
+    credentials: Credentials,
+    *,
+    table: str | None = None,
+    rows: int = 5,
+    timeout_s: float = 60.0,
+) -> tuple[pd.DataFrame, CheckResult]:
+    """Insert ``rows`` probe rows, wait until the view shows them, delete them at the source and time
+    how long each takes to disappear from the latest-state view. Only the probe's own rows are deleted."""
+    pipe = choose_pipe(manifest, table)
+    wh = WarehouseClient(manifest.bigquery)
+    with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
+        probe = ProbeRows(db, pipe)
+        view = warehouse_view(wh, probe)
+        keys: list[object] = []
+        visible_at: dict[str, float] = {}
+        gone_at: dict[str, float] = {}
+        deleted = False
+        inserted_at = time.time()
+        try:
+            for _ in range(rows):
+                keys.append(probe.insert()[0])
+            deadline = time.monotonic() + timeout_s
+            while len(visible_at) < rows and time.monotonic() < deadline:
+                shown = view.current_rows(keys)
+                now = time.time()
+                for shown_key in shown:
+                    visible_at.setdefault(shown_key, now)
+                time.sleep(0.2)
+            probe.delete(keys)
+            deleted = True
+            deleted_at = time.time()
+            deadline = time.monotonic() + timeout_s
+            while len(gone_at) < rows and time.monotonic() < deadline:
+                shown = view.current_rows(keys)
+                now = time.time()
+                for gone in keys:
+                    if str(gone) not in shown:
+                        gone_at.setdefault(str(gone), now)
+                time.sleep(0.2)
+        finally:
+            if not deleted:
+                probe.delete(keys)
+    frame = pd.DataFrame([
+        {"key": str(k),
+         "visible_after_insert_s": visible_at[str(k)] - inserted_at if str(k) in visible_at else None,
+         "visible_before_delete": str(k) in visible_at,
+         "gone_after_delete_s": gone_at[str(k)] - deleted_at if str(k) in gone_at else None}
+        for k in keys
+    ])
+    ok = len(visible_at) == rows and len(gone_at) == rows
+    detail = (f"{len(visible_at)}/{rows} probe rows became visible, {len(gone_at)}/{rows} disappeared "
+              f"from {pipe.warehouse.dataset if pipe.warehouse else '?'}.{pipe.view.name if pipe.view else '?'} "
+              f"within {timeout_s:.0f}s of the delete")
+    return frame, CheckResult("deletes_propagate", pipe.label, PASS if ok else FAIL, detail)

@@ -1,0 +1,353 @@
+"""Self-serve microwarehouses (Stage 5): a team's short YAML file compiled into a ``MicroWarehouse``.
+
+A team writes ``stacks/teams/<team>.yaml`` (validated against :data:`SCHEMA`, published as
+``schemas/team.schema.json`` for editors); the stack compiles every file naming it. Every error
+names the file, the line and what was expected. A request that breaks a policy is refused at synth
+with the policy's message and the file and line that asked for it. PyYAML and jsonschema (the
+``dev`` extra) are imported only when a file is compiled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DatapipeError
+from .principal import Principal
+from .sink import BigQuerySink
+from .warehouse import MicroWarehouse
+
+if TYPE_CHECKING:
+    from .stack import DataPipelineStack
+
+SCHEMA_ID = "https://datapipe-cdk.dev/schemas/team.schema.json"
+_MEMBER = r"^(user|group|serviceAccount):[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$|^domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+
+_PRINCIPAL = {
+    "type": "string",
+    "pattern": _MEMBER,
+    "description": "a Google identity: user:, group: or serviceAccount:<e-mail>, or domain:<domain> (never public)",
+}
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "datapipe-cdk team microwarehouse",
+    "description": "A team's own BigQuery dataset of latest-state views and SQL views, compiled into a MicroWarehouse.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["team", "stack", "owners", "tables"],
+    "properties": {
+        "team": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,62}$",
+                 "description": "the team's id: lowercase letters, digits and '-' (e.g. fraud-analytics)"},
+        "stack": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                  "description": "the pipeline stack this warehouse belongs to (e.g. payments)"},
+        "description": {"type": "string", "maxLength": 16384, "description": "what the warehouse is for"},
+        "dataset": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,1024}$",
+                    "description": "BigQuery dataset id (default: the team id with '-' as '_')"},
+        "owners": {"type": "array", "minItems": 1, "items": _PRINCIPAL, "description": "who owns the warehouse (at least one)"},
+        "readers": {"type": "array", "items": _PRINCIPAL, "description": "who may query every view"},
+        "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500,
+                           "description": "days before a partition expires (required when holds_pii is true)"},
+        "holds_pii": {"type": "boolean", "description": "true only if the warehouse may hold unmasked PII"},
+        "tables": {
+            "type": "array",
+            "minItems": 1,
+            "description": "exposed changelog tables, as latest-state views",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["sink", "table"],
+                "properties": {
+                    "sink": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                             "description": "the BigQuerySink's id in the stack (e.g. payments-raw)"},
+                    "table": {"type": "string", "pattern": _IDENT, "description": "the captured table's name (e.g. orders)"},
+                    "columns": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                "items": {"type": "string", "pattern": _IDENT, "description": "a column name"},
+                                "description": "the columns the team needs (default: all the table carries)"},
+                    "as": {"type": "string", "pattern": _IDENT, "description": "the view's name (default: the table's)"},
+                },
+            },
+        },
+        "views": {
+            "type": "array",
+            "description": "the team's own SQL views; {{ ref('orders') }} names a view of this warehouse",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "sql"],
+                "properties": {
+                    "name": {"type": "string", "pattern": _IDENT, "description": "the view's name"},
+                    "sql": {"type": "string", "minLength": 1, "description": "BigQuery standard SQL"},
+                },
+            },
+        },
+        "temporary_grants": {
+            "type": "array",
+            "description": "query access that expires (an IAM condition on request.time)",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["principal", "until"],
+                "properties": {
+                    "principal": _PRINCIPAL,
+                    "until": {"type": "string", "pattern": _TIMESTAMP,
+                              "description": "when access ends, as an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """One validated team file, with the line of every element (for error messages)."""
+
+    file: str
+    data: Mapping[str, Any]
+    lines: Mapping[tuple[str | int, ...], int]
+
+    def at(self, *path: str | int) -> str:
+        """``file:line`` of the element at ``path`` (or of its closest ancestor)."""
+        key: tuple[str | int, ...] = tuple(path)
+        while key and key not in self.lines:
+            key = key[:-1]
+        return f"{self.file}:{self.lines.get(key, 1)}"
+
+    @property
+    def team(self) -> str:
+        return str(self.data["team"])
+
+    @property
+    def stack(self) -> str:
+        return str(self.data["stack"])
+
+
+def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
+    """Parse and validate one team file; raise ``DatapipeError("<file>:<line>", ...)`` if it is bad."""
+    try:
+        import jsonschema  # noqa: F401
+        import yaml
+    except ImportError:
+        raise DatapipeError(str(file), "team files need PyYAML and jsonschema: run pip install -e '.[dev]'", str(file)) from None
+
+    path = Path(file)
+    name = display or str(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DatapipeError(name, f"cannot read team file ({error.strerror})", str(file)) from None
+    try:
+        root = yaml.compose(text, Loader=_loader())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(error, "problem", None) or str(error)
+        context = getattr(error, "context_mark", None)
+        if context is not None and context.line + 1 != line:
+            problem += f" ({getattr(error, 'context', None) or 'started'} at line {context.line + 1})"
+        raise DatapipeError(f"{name}:{line}", f"is not valid YAML: {problem}", _line_text(text, line)) from None
+    if root is None:
+        raise DatapipeError(f"{name}:1", "a team file must be a mapping with team, stack, owners and tables", "")
+    lines: dict[tuple[str | int, ...], int] = {}
+    _index(name, root, (), lines)
+    data = _loader()(text).get_single_data()
+    spec = TeamSpec(name, data, lines)
+    _validate(spec)
+    return spec
+
+
+def _validate(spec: TeamSpec) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(spec.data), key=lambda e: (spec.at(*e.absolute_path), list(e.absolute_path)))
+    if not errors:
+        return
+    error = min(errors, key=lambda e: int(_location(spec, e).rsplit(":", 1)[1]))
+    where = _dotted(tuple(error.absolute_path)) or "file"
+    expected = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    rule = _explain(error)
+    if expected and error.validator in ("pattern", "type", "enum", "minimum", "maximum", "minItems", "minLength"):
+        rule += f" (expected {expected})"
+    more = f"; {len(errors) - 1} more error(s) in this file" if len(errors) > 1 else ""
+    raise DatapipeError(_location(spec, error), f"{where}: {rule}{more}", error.instance)
+
+
+def _location(spec: TeamSpec, error: Any) -> str:
+    """Where an error is: the unexpected key itself for unknown keys, else the element."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        if extra:
+            return spec.at(*path, extra[0])
+    return spec.at(*path)
+
+
+def _explain(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{error.message} (allowed: {allowed})"
+    if error.validator == "required":
+        return error.message
+    if error.validator == "pattern":
+        return "has the wrong format"
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    return str(error.message)
+
+
+def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
+    """Build the team's ``MicroWarehouse`` in ``stack``; construct errors are re-raised at the file's line."""
+    from .governance.state import Governance
+
+    data = spec.data
+    team = spec.team
+    if spec.stack != stack.node.id:
+        raise DatapipeError(spec.at("stack"), f"this file is for stack {spec.stack!r}, not {stack.node.id!r}", spec.stack)
+    sinks = {s.node.id: s for s in stack.node.find_all() if isinstance(s, BigQuerySink)}
+    with _at(spec, ()):
+        owners = [_principal(spec, ("owners", i), p) for i, p in enumerate(data["owners"])]
+        readers = [_principal(spec, ("readers", i), p) for i, p in enumerate(data.get("readers", []))]
+    retention = timedelta(days=data["retention_days"]) if "retention_days" in data else None
+    with _at(spec, ()):
+        warehouse = MicroWarehouse(
+            stack, team, owners=owners, readers=readers, dataset=data.get("dataset"),
+            description=data.get("description") or f"Microwarehouse of team {team} ({spec.file})",
+            labels={"team": team, "managed-by-spec": "team-yaml"}, retention=retention,
+            holds_pii=bool(data.get("holds_pii", False)),
+        )
+    governance = Governance.of(stack)
+    governance.declare_origin(warehouse.node.path, spec.at())
+    for i, entry in enumerate(data["tables"]):
+        where = ("tables", i)
+        sink = sinks.get(entry["sink"])
+        if sink is None:
+            raise DatapipeError(spec.at(*where, "sink"), f"no BigQuerySink with this id in stack {stack.node.id} "
+                                                         f"(sinks: {', '.join(sorted(sinks)) or 'none'})", entry["sink"])
+        if entry["table"] not in {t.table_id for t in sink.tables}:
+            tables = ", ".join(t.table_id for t in sink.tables)
+            raise DatapipeError(spec.at(*where, "table"), f"sink {sink.node.id} has no such table (tables: {tables})",
+                                entry["table"])
+        table = sink.table(entry["table"])
+        known = [c.name for c in table.columns]
+        for j, column in enumerate(entry.get("columns", [])):
+            if known and column not in known:
+                raise DatapipeError(spec.at(*where, "columns", j), f"{entry['sink']}/{entry['table']} carries no such column "
+                                                                   f"(columns: {', '.join(known)})", column)
+        with _at(spec, where):
+            view = warehouse.expose(table, columns=entry.get("columns"), name=entry.get("as"))
+        governance.declare_origin(f"{warehouse.node.path}/view-{view.name}", spec.at(*where))
+    for i, entry in enumerate(data.get("views", [])):
+        with _at(spec, ("views", i)):
+            warehouse.add_view(entry["name"], entry["sql"])
+        governance.declare_origin(f"{warehouse.node.path}/view-{entry['name']}", spec.at("views", i))
+    for i, entry in enumerate(data.get("temporary_grants", [])):
+        where = ("temporary_grants", i)
+        until = _timestamp(spec, (*where, "until"), entry["until"])
+        with _at(spec, where):
+            warehouse.grant_query(_principal(spec, (*where, "principal"), entry["principal"]), until=until)
+    return warehouse
+
+
+def compile_teams(stack: DataPipelineStack, directory: str | Path) -> list[MicroWarehouse]:
+    """Compile every ``*.yaml`` / ``*.yml`` team file in ``directory`` that names ``stack``."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise DatapipeError(str(folder), "team directory does not exist", str(folder))
+    result = []
+    for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        spec = load(file, display=_display(file))
+        if spec.stack == stack.node.id:
+            result.append(compile_team(stack, spec))
+    return result
+
+
+def schema_json() -> str:
+    """The published JSON Schema (``schemas/team.schema.json``)."""
+    return json.dumps(SCHEMA, indent=2) + "\n"
+
+
+class _at:
+    """Re-raise a construct's DatapipeError at the team file's line, keeping its message."""
+
+    def __init__(self, spec: TeamSpec, path: tuple[str | int, ...]) -> None:
+        self._where = spec.at(*path)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if isinstance(error, DatapipeError) and not re.match(r".+\.ya?ml:\d+$", error.path):
+            raise DatapipeError(self._where, f"{error.path}: {error.rule}", error.value) from None
+
+
+def _principal(spec: TeamSpec, path: tuple[str | int, ...], member: str) -> Principal:
+    try:
+        return Principal.parse_iam_member(member)
+    except DatapipeError as error:
+        raise DatapipeError(spec.at(*path), error.rule, member) from None
+
+
+def _timestamp(spec: TeamSpec, path: tuple[str | int, ...], text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DatapipeError(spec.at(*path), "until must be an RFC 3339 time such as 2027-01-31T00:00:00Z", text) from None
+
+
+def _index(file: str, node: Any, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
+    """Record the line of every element; refuse duplicate keys (YAML would silently keep the last)."""
+    import yaml
+
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                raise DatapipeError(f"{file}:{key.start_mark.line + 1}", f"{_dotted(path) or 'file'}: key is given twice", name)
+            seen.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            _index(file, value, (*path, name), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _index(file, item, (*path, i), lines)
+
+
+def _loader() -> Any:
+    """A safe loader that keeps timestamps as text (the schema, not YAML, decides what a time is)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+    return Loader
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_text(text: str, line: int) -> str:
+    lines = text.splitlines()
+    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def _display(file: Path) -> str:
+    try:
+        return str(file.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(file)

@@ -1,0 +1,1 @@
+"""Integration tier: the local real stack (launcher) and its end-to-end tests."""

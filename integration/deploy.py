@@ -1,0 +1,138 @@
+"""Deploy the example pipelines onto the local stack: synth (local profile), then OpenTofu with the
+real providers from the offline toolchain. Secrets go in as ``TF_VAR_*`` environment variables read
+from the run directory; they never reach a file in the repo, the synthesized JSON or a log.
+
+    python -m integration.deploy apply|plan|destroy [stack ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from datapipe_cdk import _toolchain
+from integration.launcher import databases, kafka, tokens
+from integration.launcher.config import StackConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ("payments", "ledger")
+OUTDIR = ROOT / "cdktf.out" / "local"
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def _pipeline_secrets(cfg: StackConfig) -> dict[str, str]:
+    """Secrets the pipeline itself owns (the hashing salt), generated once per run dir."""
+    path = cfg.run_dir / "secrets" / "pipeline.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tokens.write_private(path, json.dumps({"hash_salt": secrets.token_hex(16)}).encode())
+    return dict(json.loads(path.read_text()))
+
+
+def terraform_variables(cfg: StackConfig) -> dict[str, str]:
+    """``TF_VAR_*`` for every sensitive variable the example stacks declare."""
+    users = kafka.passwords(cfg)
+    db = databases.credentials(cfg)
+    keyfile = tokens.keyfile_path(cfg).read_text()
+    values = {
+        "kafka_sasl_password": users["admin"],
+        "connect_sasl_password": users["connect"],
+        "payments_db_password": db.mariadb_cdc.password,
+        "payments_db_hash_salt": _pipeline_secrets(cfg)["hash_salt"],
+        "ledger_db_password": db.postgres_cdc.password,
+        "payments_raw_gcp_keyfile": keyfile,
+        "ledger_raw_gcp_keyfile": keyfile,
+        "gcp_access_token": "local-emulator",
+    }
+    return {f"TF_VAR_{name}": value for name, value in values.items()}
+
+
+def synth(cfg: StackConfig) -> Path:
+    """Synthesize the example stacks for the local profile into ``cdktf.out/local``."""
+    env = {**os.environ, "DATAPIPE_PROFILE": "local", "DATAPIPE_STATE_DIR": str(cfg.run_dir / "terraform")}
+    subprocess.run([sys.executable, str(ROOT / "stacks" / "main.py"), "--outdir", str(OUTDIR)], check=True, env=env, cwd=ROOT)
+    return OUTDIR
+
+
+def tofu(cfg: StackConfig, stack: str, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``tofu`` in a synthesized stack's directory with the offline toolchain and the secrets."""
+    _toolchain.check()
+    env = {**os.environ, **_toolchain.toolchain_env(), **terraform_variables(cfg), "TF_IN_AUTOMATION": "1"}
+    workdir = OUTDIR / "stacks" / stack
+    result = subprocess.run(["tofu", *args], cwd=workdir, env=env, text=True, capture_output=True)
+    log = cfg.run_dir / "logs" / f"tofu-{stack}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as handle:
+        handle.write(f"$ tofu {' '.join(args)}\n{result.stdout}\n{result.stderr}\n")
+    if check and result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise DeployError(f"tofu {args[0]} failed for stack {stack} (full output in {log}):\n{tail}")
+    return result
+
+
+def init(cfg: StackConfig, stack: str) -> None:
+    tofu(cfg, stack, ["init", "-input=false", "-no-color"])
+
+
+def apply(cfg: StackConfig, stack: str) -> float:
+    started = time.perf_counter()
+    init(cfg, stack)
+    tofu(cfg, stack, ["apply", "-auto-approve", "-input=false", "-no-color"])
+    return time.perf_counter() - started
+
+
+def plan_is_empty(cfg: StackConfig, stack: str) -> tuple[bool, str]:
+    """``tofu plan -detailed-exitcode``: 0 means no changes, 2 means changes."""
+    result = tofu(cfg, stack, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], check=False)
+    if result.returncode == 1:
+        raise DeployError(f"tofu plan failed for stack {stack}:\n{result.stderr[-2000:]}")
+    return result.returncode == 0, result.stdout
+
+
+def destroy(cfg: StackConfig, stack: str) -> None:
+    init(cfg, stack)
+    tofu(cfg, stack, ["destroy", "-auto-approve", "-input=false", "-no-color"])
+
+
+def outputs(cfg: StackConfig, stack: str) -> dict[str, object]:
+    result = tofu(cfg, stack, ["output", "-json"])
+    return {name: item["value"] for name, item in json.loads(result.stdout).items()}
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in ("apply", "plan", "destroy"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    cfg = StackConfig()
+    stacks = list(argv[1:]) or list(STACKS)
+    synth(cfg)
+    try:
+        for stack in stacks if argv[0] != "destroy" else reversed(stacks):
+            if argv[0] == "apply":
+                print(f"==> {stack}: applied in {apply(cfg, stack):.1f} s", flush=True)
+            elif argv[0] == "plan":
+                init(cfg, stack)
+                empty, text = plan_is_empty(cfg, stack)
+                print(f"==> {stack}: {'no changes' if empty else 'changes pending'}")
+                if not empty:
+                    print(text)
+            else:
+                destroy(cfg, stack)
+                print(f"==> {stack}: destroyed", flush=True)
+    except DeployError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,195 @@
+"""Process utilities shared by every service module: run directory, pid files, waiting.
+
+Each service runs in its own process group, logs to ``<run>/logs/<name>.log`` and records its PID in
+``<run>/pids/<name>.pid``; it is stopped only by that PID, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service failed to start or become healthy; the message names it and shows its log tail."""
+
+
+def say(message: str) -> None:
+    """A progress line of the launcher (stdout, flushed at once)."""
+    print(f"[stack] {message}", flush=True)
+
+
+def run_dir() -> Path:
+    """The run directory (``$DATAPIPE_RUN_DIR`` or ``~/.cache/datapipe-cdk/run``) with its subdirectories."""
+    default = Path.home() / ".cache" / "datapipe-cdk" / "run"
+    root = Path(os.environ.get("DATAPIPE_RUN_DIR", default))
+    for sub in ("logs", "data", "pids"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def log_path(name: str) -> Path:
+    return run_dir() / "logs" / f"{name}.log"
+
+
+def pid_path(name: str) -> Path:
+    return run_dir() / "pids" / f"{name}.pid"
+
+
+def data_dir(name: str) -> Path:
+    """A per-service data directory under ``<run>/data/<name>``, created on demand."""
+    path = run_dir() / "data" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (mode 600): for generated credentials."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
+def read_pid(name: str) -> int | None:
+    """The PID recorded for ``name``, or None when there is no pid file."""
+    try:
+        return int(pid_path(name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if so.
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return reaped == 0
+
+
+def is_running(name: str) -> bool:
+    """True when the pid file of ``name`` names a live process."""
+    pid = read_pid(name)
+    return pid is not None and _alive(pid)
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``argv`` detached in its own process group; output goes to ``logs/<name>.log``.
+
+    ``env`` is added to the current environment. Returns the PID, also written to ``pids/<name>.pid``.
+    """
+    log = log_path(name)
+    full_env = {**os.environ, **(env or {})}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pid_path(name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_process(name: str, timeout: float = 20.0) -> bool:
+    """Stop ``name`` by the PID in its pid file: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Returns True when a live process was stopped. The pid file is removed either way.
+    """
+    pid = read_pid(name)
+    stopped = False
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        stopped = True
+    pid_path(name).unlink(missing_ok=True)
+    return stopped
+
+
+def log_tail(name: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of the service's log (empty when there is no log)."""
+    try:
+        text = log_path(name).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    log: str | None = None,
+    interval: float = 0.5,
+) -> None:
+    """Poll ``check`` until it is true; raise ServiceError naming ``what`` (and ``log``'s tail) on timeout.
+
+    When ``log`` names a service whose process has died, fail at once instead of waiting out the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while True:
+        try:
+            if check():
+                return
+        except Exception as exc:  # a failing probe just means "not yet"
+            last_error = f" (last probe error: {exc})"
+        died = log is not None and read_pid(log) is not None and not is_running(log)
+        if died or time.monotonic() >= deadline:
+            reason = "exited" if died else f"not ready after {timeout:.0f}s"
+            tail = f"\n--- last lines of {log_path(log)} ---\n{log_tail(log)}" if log else ""
+            raise ServiceError(f"{what}: {reason}{last_error}{tail}")
+        time.sleep(interval)
+
+
+def port_open(host: str, port: int) -> bool:
+    """True when a TCP connect to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float, what: str, log: str | None = None) -> None:
+    """Wait until ``host:port`` accepts TCP connections."""
+    wait_until(lambda: port_open(host, port), timeout, f"{what} on {host}:{port}", log)
+
+
+def ensure_port_free(host: str, port: int, what: str, env_var: str) -> None:
+    """Fail early, naming the variable to change, when something else already listens on ``port``."""
+    if port_open(host, port):
+        raise ServiceError(f"{what}: {host}:{port} is already in use; stop that process or set {env_var}")
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (for tests that need an extra one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,172 @@
+"""Kafka Connect distributed worker (same Kafka version as the broker) with Debezium and KCBQ plugins.
+
+The worker authenticates to Kafka with SASL/SCRAM as ``User:connect``, so ACLs apply to it as to any
+client: at start the launcher grants that principal (as admin) exactly what the worker needs for its
+internal topics and group. ACLs for the topics of the connectors themselves are the pipeline's own
+(synthesized ``kafka_acl`` resources), not the launcher's.
+
+Plugins (``make stack-deps``): Debezium MySQL/PostgreSQL 3.6.1.Final, MariaDB 3.5.0.Final (newest on Maven
+Central), and KCBQ ``com.wepay.kcbq:kcbq-connector:2.0.0-alpha`` (the only KCBQ Central serves) plus
+``kcbq-api-compat`` (its two API types, whose jar Central lacks). Connector configs can reference secrets
+through the ``file``/``dir``/``env`` config providers, e.g. ``${file:/path/db.properties:password}``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from integration.launcher import _process, kafka
+from integration.launcher.config import StackConfig
+
+NAME = "connect"
+GROUP_ID = "connect-cluster"
+INTERNAL_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
+HEAP_OPTS = ("-Xms256m", "-Xmx1g")
+REQUIRED_PLUGINS: tuple[str, ...] = (
+    "io.debezium.connector.mysql.MySqlConnector",
+    "io.debezium.connector.mariadb.MariaDbConnector",
+    "io.debezium.connector.postgresql.PostgresConnector",
+    "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector",
+)
+
+
+def plugins_dir(cfg: StackConfig) -> Path:
+    """``plugin.path``: one sub-directory per connector plugin, filled by ``make stack-deps``."""
+    return cfg.stack_cache / "plugins"
+
+
+def _worker_properties(cfg: StackConfig) -> str:
+    jaas = kafka.scram_jaas(kafka.CONNECT_USER, kafka.passwords(cfg)[kafka.CONNECT_USER])
+    security = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": kafka.SCRAM,
+        "sasl.jaas.config": jaas,
+    }
+    props: dict[str, str] = {
+        "bootstrap.servers": cfg.kafka_bootstrap,
+        **security,
+        # Connectors' own clients default to the worker principal; a connector may override them.
+        **{f"{client}.{key}": value for client in ("producer", "consumer", "admin") for key, value in security.items()},
+        "group.id": GROUP_ID,
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "true",
+        "value.converter.schemas.enable": "true",
+        "config.storage.topic": INTERNAL_TOPICS[0],
+        "offset.storage.topic": INTERNAL_TOPICS[1],
+        "status.storage.topic": INTERNAL_TOPICS[2],
+        "config.storage.replication.factor": "1",
+        "offset.storage.replication.factor": "1",
+        "status.storage.replication.factor": "1",
+        "offset.storage.partitions": "1",
+        "status.storage.partitions": "1",
+        "offset.flush.interval.ms": "5000",
+        "listeners": f"http://{cfg.host}:{cfg.connect_port}",
+        "rest.advertised.host.name": cfg.host,
+        "rest.advertised.port": str(cfg.connect_port),
+        "plugin.path": str(plugins_dir(cfg)),
+        "plugin.discovery": "service_load",  # every plugin has a manifest (KCBQ via kcbq-api-compat)
+        "connector.client.config.override.policy": "All",
+        # Lets connector configs reference secrets (``${file:/path:key}``) instead of embedding them.
+        "config.providers": "file,dir,env",
+        "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
+        "config.providers.dir.class": "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+        "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def grant_worker_acls(cfg: StackConfig) -> None:
+    """Give ``User:connect`` its internal topics (read/write/create/describe) and its group (read)."""
+    principal = ["--allow-principal", f"User:{kafka.CONNECT_USER}"]
+    topics = [arg for topic in INTERNAL_TOPICS for arg in ("--topic", topic)]
+    ops = [arg for op in ("Read", "Write", "Create", "Describe", "DescribeConfigs") for arg in ("--operation", op)]
+    kafka.grant(cfg, [*principal, *ops, *topics])
+    kafka.grant(cfg, [*principal, "--operation", "Read", "--group", GROUP_ID])
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def plugin_classes(cfg: StackConfig) -> set[str]:
+    """Connector classes the worker serves at ``GET /connector-plugins``."""
+    listed = _get_json(f"{cfg.connect_url}/connector-plugins")
+    assert isinstance(listed, list)
+    return {str(item["class"]) for item in listed}
+
+
+def missing_plugins(cfg: StackConfig) -> list[str]:
+    return [name for name in REQUIRED_PLUGINS if name not in plugin_classes(cfg)]
+
+
+def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: float = 180.0) -> int:
+    """Start the worker and wait until its REST API lists every required plugin.
+
+    ``extra_jvm_options`` come from other services (e.g. the BigQuery emulator's hosts file and
+    truststore) and are appended to the JVM command line.
+    """
+    if _process.is_running(NAME):
+        pid = _process.read_pid(NAME) or 0
+        _process.say(f"{NAME}: already running (pid {pid})")
+        return pid
+    _process.ensure_port_free(cfg.host, cfg.connect_port, "kafka connect REST", "DATAPIPE_CONNECT_PORT")
+    if not plugins_dir(cfg).is_dir():
+        raise _process.ServiceError(f"connector plugins missing in {plugins_dir(cfg)}: run `make stack-deps`")
+    _process.say(f"{NAME}: granting User:{kafka.CONNECT_USER} its internal topics and group {GROUP_ID}")
+    grant_worker_acls(cfg)
+    data = _process.data_dir(NAME)
+    config = data / "worker.properties"
+    _process.write_private(config, _worker_properties(cfg))
+    argv = [
+        kafka.java(),
+        *HEAP_OPTS,
+        "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        *kafka.log4j_options(cfg, NAME),
+        *extra_jvm_options,
+        "-cp",
+        kafka.classpath(cfg),
+        "org.apache.kafka.connect.cli.ConnectDistributed",
+        str(config),
+    ]
+    pid = _process.start_process(NAME, argv, cwd=data)
+    _process.say(f"{NAME}: worker pid {pid} scanning plugins in {plugins_dir(cfg)} (takes ~30 s)")
+    _process.wait_for_port(cfg.host, cfg.connect_port, timeout, "kafka connect REST", log=NAME)
+    _process.wait_until(lambda: not missing_plugins(cfg), timeout, "kafka connect plugins", log=NAME)
+    return pid
+
+
+def stop(cfg: StackConfig, timeout: float = 30.0) -> bool:
+    del cfg
+    return _process.stop_process(NAME, timeout)
+
+
+def status(cfg: StackConfig) -> dict[str, str]:
+    """``{"connect": state}``; healthy means the REST API lists every required plugin."""
+    if not _process.is_running(NAME):
+        return {NAME: "stopped"}
+    pid = _process.read_pid(NAME)
+    try:
+        missing = missing_plugins(cfg)
+    except OSError as exc:
+        return {NAME: f"unhealthy (pid {pid}): {exc}"}
+    if missing:
+        return {NAME: f"unhealthy (pid {pid}): plugins missing: {', '.join(missing)}"}
+    return {NAME: f"healthy (pid {pid}, {cfg.connect_url})"}
+
+
+def describe(cfg: StackConfig) -> dict[str, object]:
+    return {
+        "url": cfg.connect_url,
+        "principal": f"User:{kafka.CONNECT_USER}",
+        "group_id": GROUP_ID,
+        "internal_topics": list(INTERNAL_TOPICS),
+        "plugin_path": str(plugins_dir(cfg)),
+        "plugins": list(REQUIRED_PLUGINS),
+    }

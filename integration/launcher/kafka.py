@@ -1,0 +1,288 @@
+"""Single-node Kafka (KRaft, combined broker+controller) with SASL/SCRAM and ACLs, run from Maven jars.
+
+Listeners (all on 127.0.0.1):
+- ``SASL_PLAINTEXT`` (clients and inter-broker), mechanism SCRAM-SHA-512;
+- ``CONTROLLER`` (KRaft quorum), SASL/PLAIN with a ``controller`` user known only to this process
+  (SCRAM credentials live in the metadata log the controller itself serves, so the quorum uses PLAIN).
+
+``StandardAuthorizer`` denies by default; ``User:admin`` and ``User:controller`` are super users.
+SCRAM users are bootstrapped at format time; their passwords are generated once per run directory and
+kept in ``<run>/secrets/kafka-users.json`` (mode 600), never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from integration.launcher import _process
+from integration.launcher.config import StackConfig
+
+NAME = "kafka"
+KAFKA_VERSION = "4.3.1"  # keep in step with integration/maven/pom.xml
+SCRAM = "SCRAM-SHA-512"
+ADMIN = "admin"
+CONNECT_USER = "connect"
+# Users bootstrapped with SCRAM credentials: admin, the Connect worker, and principals tests grant ACLs to.
+USERS: tuple[str, ...] = (ADMIN, CONNECT_USER, "fraud-detector", "analyst", "pipeline")
+HEAP_OPTS = ("-Xms256m", "-Xmx512m")
+
+
+def libs_dir(cfg: StackConfig) -> Path:
+    """Broker and Connect classpath resolved by ``make stack-deps``."""
+    return cfg.stack_cache / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def java() -> str:
+    """The java executable: ``$JAVA_HOME/bin/java`` when set, else ``java`` on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not found:
+        raise _process.ServiceError("java not found: install a JDK 17+ or set JAVA_HOME")
+    return found
+
+
+def classpath(cfg: StackConfig) -> str:
+    libs = libs_dir(cfg)
+    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+        raise _process.ServiceError(f"Kafka jars missing in {libs}: run `make stack-deps`")
+    return f"{libs}/*"
+
+
+def secrets_dir(cfg: StackConfig) -> Path:
+    path = cfg.run_dir / "secrets"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def users_file(cfg: StackConfig) -> Path:
+    return secrets_dir(cfg) / "kafka-users.json"
+
+
+def passwords(cfg: StackConfig, extra_users: Sequence[str] = ()) -> dict[str, str]:
+    """SCRAM passwords per user (plus the controller's PLAIN password), generated once per run dir."""
+    path = users_file(cfg)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    missing = [user for user in (*USERS, "controller", *extra_users) if user not in stored]
+    if missing:
+        stored |= {user: secrets.token_urlsafe(18) for user in missing}
+        _process.write_private(path, json.dumps(stored, indent=2) + "\n")
+    return stored
+
+
+def _redact(cfg: StackConfig, text: str) -> str:
+    """Error text with every generated password masked (tools may echo their arguments)."""
+    path = users_file(cfg)
+    known = json.loads(path.read_text()).values() if path.is_file() else ()
+    for secret in known:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _jaas(module: str, user: str, password: str, extra: str = "") -> str:
+    return f'{module} required username="{user}" password="{password}"{extra};'
+
+
+def scram_jaas(user: str, password: str) -> str:
+    return _jaas("org.apache.kafka.common.security.scram.ScramLoginModule", user, password)
+
+
+def client_properties(cfg: StackConfig, user: str) -> Path:
+    """A Java client config file (``--command-config``) authenticating as ``user``; mode 600."""
+    path = secrets_dir(cfg) / f"{user}.properties"
+    lines = [
+        f"bootstrap.servers={cfg.kafka_bootstrap}",
+        "security.protocol=SASL_PLAINTEXT",
+        f"sasl.mechanism={SCRAM}",
+        f"sasl.jaas.config={scram_jaas(user, passwords(cfg)[user])}",
+    ]
+    _process.write_private(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _server_properties(cfg: StackConfig, log_dir: Path) -> str:
+    pw = passwords(cfg)
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    controller_jaas = _jaas(plain, "controller", pw["controller"], f' user_controller="{pw["controller"]}"')
+    host, broker, ctrl = cfg.host, cfg.kafka_port, cfg.kafka_controller_port
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{ctrl}",
+        "listeners": f"SASL_PLAINTEXT://{host}:{broker},CONTROLLER://{host}:{ctrl}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{host}:{broker}",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_jaas(ADMIN, pw[ADMIN]),
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": controller_jaas,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN};User:controller",
+        "allow.everyone.if.no.acl.found": "false",
+        "auto.create.topics.enable": "false",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "5",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.target = {target}
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = {level}
+"""
+
+
+def log4j_options(cfg: StackConfig, name: str, level: str = "INFO") -> list[str]:
+    """JVM options pointing log4j2 at a console config (the process log is ``logs/<name>.log``)."""
+    path = _process.data_dir(name) / "log4j2.properties"
+    path.write_text(LOG4J2.format(level=level, target="SYSTEM_OUT"))
+    return [f"-Dlog4j2.configurationFile={path}", f"-Dkafka.logs.dir={cfg.run_dir / 'logs'}"]
+
+
+def run_tool(cfg: StackConfig, main_class: str, args: Sequence[str], timeout: float = 60.0) -> str:
+    """Run a Kafka CLI class (e.g. ``org.apache.kafka.tools.AclCommand``) and return its stdout."""
+    argv = [java(), "-Xmx256m", "-cp", classpath(cfg), main_class, *args]
+    env = {**os.environ, "LOG4J_CONFIGURATION_FILE": str(_tool_log4j())}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    if done.returncode != 0:
+        short = main_class.rsplit(".", 1)[-1]
+        detail = _redact(cfg, done.stderr.strip()[-800:])
+        raise _process.ServiceError(f"{short} failed ({done.returncode}): {detail}")
+    return done.stdout
+
+
+def _tool_log4j() -> Path:
+    """Tools log warnings to stderr only, so their stdout stays parseable."""
+    path = _process.data_dir("tools") / "log4j2.properties"
+    path.write_text(LOG4J2.format(level="WARN", target="SYSTEM_ERR"))
+    return path
+
+
+def cluster_id() -> str:
+    """A fresh KRaft cluster id (16 random bytes, base64url without padding, as StorageTool makes)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _format(cfg: StackConfig, config: Path, log_dir: Path) -> None:
+    if (log_dir / "meta.properties").is_file():
+        return
+    pw = passwords(cfg)
+    scram = [arg for user in USERS for arg in ("-S", f"{SCRAM}=[name={user},password={pw[user]}]")]
+    run_tool(cfg, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(config), *scram])
+
+
+def admin_call(cfg: StackConfig) -> str:
+    """A real SASL/SCRAM handshake as admin plus a DescribeCluster call; returns the cluster id."""
+    args = ["--bootstrap-server", cfg.kafka_bootstrap, "--command-config", str(client_properties(cfg, ADMIN))]
+    return run_tool(cfg, "org.apache.kafka.tools.ClusterTool", ["cluster-id", *args]).strip()
+
+
+def start(cfg: StackConfig, timeout: float = 90.0) -> int:
+    """Format (first run only) and start the broker; return once an admin client is served."""
+    if _process.is_running(NAME):
+        pid = _process.read_pid(NAME) or 0
+        _process.say(f"{NAME}: already running (pid {pid})")
+        return pid
+    _process.ensure_port_free(cfg.host, cfg.kafka_port, "kafka broker", "DATAPIPE_KAFKA_PORT")
+    _process.ensure_port_free(cfg.host, cfg.kafka_controller_port, "kafka controller", "DATAPIPE_KAFKA_CONTROLLER_PORT")
+    data = _process.data_dir(NAME)
+    log_dir = data / "kraft-logs"
+    config = data / "server.properties"
+    _process.write_private(config, _server_properties(cfg, log_dir))
+    if not (log_dir / "meta.properties").is_file():
+        _process.say(f"{NAME}: formatting KRaft storage with SCRAM users {', '.join(USERS)}")
+    _format(cfg, config, log_dir)
+    argv = [
+        java(),
+        *HEAP_OPTS,
+        "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        *log4j_options(cfg, NAME),
+        "-cp",
+        classpath(cfg),
+        "kafka.Kafka",
+        str(config),
+    ]
+    pid = _process.start_process(NAME, argv, cwd=data)
+    _process.wait_for_port(cfg.host, cfg.kafka_port, timeout, "kafka broker", log=NAME)
+    _process.wait_until(lambda: bool(admin_call(cfg)), timeout, "kafka admin handshake", log=NAME)
+    return pid
+
+
+def stop(cfg: StackConfig, timeout: float = 30.0) -> bool:
+    """Stop the broker by PID (a controlled shutdown takes a few seconds)."""
+    del cfg
+    return _process.stop_process(NAME, timeout)
+
+
+def status(cfg: StackConfig) -> dict[str, str]:
+    """``{"kafka": state}``; healthy means an admin client authenticated and described the cluster."""
+    if not _process.is_running(NAME):
+        return {NAME: "stopped"}
+    pid = _process.read_pid(NAME)
+    try:
+        admin_call(cfg)
+    except (_process.ServiceError, OSError, subprocess.TimeoutExpired) as exc:
+        return {NAME: f"unhealthy (pid {pid}): {exc}"}
+    return {NAME: f"healthy (pid {pid}, {cfg.kafka_bootstrap}, SASL_PLAINTEXT/{SCRAM})"}
+
+
+def describe(cfg: StackConfig) -> dict[str, object]:
+    """Endpoints and credential file paths (never the secrets) for ``stack.json``."""
+    users = [user for user in passwords(cfg) if user != "controller"]
+    return {
+        "bootstrap_servers": cfg.kafka_bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": SCRAM,
+        "users": users,
+        "super_users": [f"User:{ADMIN}"],
+        "passwords_file": str(users_file(cfg)),
+        "client_properties": {user: str(client_properties(cfg, user)) for user in users},
+    }
+
+
+def add_user(cfg: StackConfig, user: str) -> str:
+    """Create (or reset) a SCRAM user on the running broker; its password goes to the users file.
+
+    Returns the principal, e.g. ``User:billing``. For principals beyond the ones bootstrapped at format time.
+    """
+    password = passwords(cfg, extra_users=[user])[user]
+    base = ["--bootstrap-server", cfg.kafka_bootstrap, "--command-config", str(client_properties(cfg, ADMIN))]
+    scram = f"{SCRAM}=[iterations=8192,password={password}]"
+    args = [*base, "--alter", "--add-config", scram, "--entity-type", "users", "--entity-name", user]
+    run_tool(cfg, "kafka.admin.ConfigCommand", args)
+    return f"User:{user}"
+
+
+def grant(cfg: StackConfig, args: Sequence[str]) -> None:
+    """Add ACLs as admin with AclCommand, e.g. ``["--allow-principal", "User:x", "--operation", "Read", ...]``."""
+    base = ["--bootstrap-server", cfg.kafka_bootstrap, "--command-config", str(client_properties(cfg, ADMIN))]
+    run_tool(cfg, "org.apache.kafka.tools.AclCommand", [*base, "--add", "--force", *args])

@@ -1,0 +1,213 @@
+"""Every built-in policy, both ways: a stack that passes and a stack that fails with the expected message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from datapipe_cdk import DatapipeError, MicroWarehouse, Principal, StreamingTopic
+from datapipe_cdk.governance import Governance, PiiDatasetRetention, Policy, Violation, opt_out
+from datapipe_cdk.stack import DataPipelineStack
+from datapipe_cdk.units import FOREVER
+from tests.governance.helpers import OWNER, make_sink, make_source, make_stack, messages, policies_failing, synth
+
+
+def _masked_pipeline() -> DataPipelineStack:
+    stack = make_stack()
+    source = make_source(stack, masked={"accounts": ["email"]}, hashed={"accounts": ["phone"]})
+    raw = make_sink(stack, source, retention=timedelta(days=365))
+    team = MicroWarehouse(stack, "finance", owners=[Principal.group("finance-eng@acme.com")])
+    team.expose(raw.table("accounts"))
+    return stack
+
+
+def test_masked_and_hashed_pii_passes_every_policy():
+    stack = _masked_pipeline()
+    assert messages(stack) == []
+    synth(stack)  # policies run at synth too
+
+
+# pii-in-clean-dataset
+
+def test_unmasked_pii_reaching_a_clean_sink_dataset_is_refused_with_its_path():
+    stack = make_stack()
+    make_sink(stack, make_source(stack, masked={"accounts": ["email"]}))
+    assert messages(stack) == [
+        "test/raw/changelog-accounts: PII column accounts.phone (PHONE_NUMBER) reaches dataset payments_raw unmasked; "
+        "mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True"
+    ]
+
+
+def test_unmasked_pii_reaching_a_clean_warehouse_view_is_refused():
+    stack = make_stack()
+    raw = make_sink(stack, make_source(stack), holds_pii=True, retention=timedelta(days=30))
+    finance = MicroWarehouse(stack, "finance", owners=[OWNER])
+    finance.expose(raw.table("accounts"), columns=["id", "email", "country"])
+    assert messages(stack) == [
+        "test/finance/view-accounts: PII column accounts.email (EMAIL_ADDRESS) reaches dataset finance unmasked; "
+        "mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True"
+    ]
+
+
+def test_pii_left_out_of_a_view_or_excluded_at_the_source_passes():
+    stack = make_stack()
+    raw = make_sink(stack, make_source(stack, excluded={"accounts": ["phone"]}), holds_pii=True, retention=timedelta(days=30))
+    finance = MicroWarehouse(stack, "finance", owners=[OWNER])
+    finance.expose(raw.table("accounts"), columns=["id", "country"])
+    assert messages(stack) == []
+
+
+def test_a_dataset_declared_to_hold_pii_may_receive_it():
+    stack = make_stack()
+    make_sink(stack, make_source(stack), holds_pii=True, retention=timedelta(days=365))
+    assert "pii-in-clean-dataset" not in policies_failing(stack)
+
+
+def test_synth_refuses_a_policy_violation_with_the_policy_message():
+    stack = make_stack()
+    make_sink(stack, make_source(stack))
+    with pytest.raises(RuntimeError, match=r"test/raw/changelog-accounts: PII column accounts\.email \(EMAIL_ADDRESS\)"):
+        synth(stack)
+
+
+# pii-dataset-retention
+
+@pytest.mark.parametrize("retention", [None, FOREVER, timedelta(days=4 * 365)])
+def test_a_pii_dataset_needs_a_retention_within_three_years(retention):
+    stack = make_stack()
+    make_sink(stack, make_source(stack), holds_pii=True, retention=retention)
+    found = messages(stack)
+    assert len(found) == 1
+    assert found[0].startswith("test/raw: dataset payments_raw holds PII")
+    assert found[0].endswith("at most 1095 days)" if retention in (None, FOREVER) else "set retention= at most 1095 days")
+
+
+def test_a_pii_dataset_within_its_retention_passes_and_the_maximum_is_configurable():
+    stack = make_stack()
+    make_sink(stack, make_source(stack), holds_pii=True, retention=timedelta(days=3 * 365))
+    assert messages(stack) == []
+    Governance.of(stack).replace_policy(PiiDatasetRetention(maximum=timedelta(days=365)))
+    assert messages(stack) == ["test/raw: dataset payments_raw holds PII for 1095 days; set retention= at most 365 days"]
+
+
+# pii-topic-retention
+
+@pytest.mark.parametrize("retention", [None, FOREVER, timedelta(days=90)])
+def test_a_topic_carrying_unmasked_pii_needs_a_bounded_retention(retention):
+    stack = make_stack()
+    make_source(stack, retention=retention)
+    now = {None: "has no retention.ms (broker default)", FOREVER: "keeps it forever"}.get(retention, "keeps it 90 days")
+    assert messages(stack) == [
+        f"test/payments-db/topic-accounts: topic payments.payments.accounts carries unmasked PII (accounts.email, "
+        f"accounts.phone) and {now}; set retention= at most 30 days on test/payments-db"
+    ]
+
+
+def test_a_topic_with_masked_pii_or_a_bounded_retention_passes():
+    stack = make_stack()
+    make_source(stack, retention=None, masked={"accounts": ["email", "phone"]})
+    assert messages(stack) == []
+    other = make_stack()
+    make_source(other, retention=timedelta(days=7))
+    assert messages(other) == []
+
+
+# no-public-principals
+
+def test_a_public_grant_is_refused():
+    stack = _masked_pipeline()
+    team = next(c for c in stack.node.children if isinstance(c, MicroWarehouse))
+    team.grant_query(Principal.all_authenticated_users(), allow_public=True)
+    found = messages(stack)
+    assert len(found) == 1
+    assert found[0].startswith("test/finance/dataset/access-")
+    assert found[0].endswith("dataset finance grants READER to allAuthenticatedUsers (public); grant a group or user instead")
+
+
+def test_a_grant_to_a_group_passes_the_public_policy():
+    stack = _masked_pipeline()
+    team = next(c for c in stack.node.children if isinstance(c, MicroWarehouse))
+    team.grant_query(Principal.group("analysts@acme.com"))
+    assert "no-public-principals" not in policies_failing(stack)
+
+
+# owner-required
+
+def test_every_topic_and_dataset_needs_an_owner():
+    stack = make_stack()
+    make_sink(stack, make_source(stack, owner=None, masked={"accounts": ["email", "phone"]}), owners=[])
+    assert messages(stack) == [
+        "test/raw: dataset payments_raw has no owner; pass owners=[Principal.group(...)] to test/raw",
+        "test/payments-db/topic-accounts: topic payments.payments.accounts has no owner; "
+        "pass owner=Principal.group(...) to test/payments-db",
+        "test/payments-db/topic-orders: topic payments.payments.orders has no owner; "
+        "pass owner=Principal.group(...) to test/payments-db",
+        "test/payments-db/schema-history: topic _schema-history.payments has no owner; "
+        "pass owner=Principal.group(...) to test/payments-db",
+        "test/raw/dead-letter: topic dlq.raw has no owner; pass owner=Principal.group(...) to test/raw",
+    ]
+
+
+def test_owners_come_from_the_topic_the_source_or_the_sink_dataset():
+    stack = make_stack()
+    make_sink(stack, make_source(stack, masked={"accounts": ["email", "phone"]}))
+    StreamingTopic(stack, "events", name="events", retention=timedelta(days=1), owner=Principal.group("events@acme.com"))
+    assert messages(stack) == []
+    orphan = make_stack()
+    StreamingTopic(orphan, "events", name="events")
+    assert messages(orphan) == ["test/events: topic events has no owner; pass owner=Principal.group(...) to test"]
+
+
+# opt-outs and custom policies
+
+def test_opt_out_needs_a_written_reason_and_is_published_in_the_manifest():
+    stack = make_stack()
+    raw = make_sink(stack, make_source(stack))
+    with pytest.raises(DatapipeError, match="needs a written reason"):
+        opt_out(raw, "pii-in-clean-dataset", "because")
+    with pytest.raises(DatapipeError, match="unknown policy"):
+        opt_out(raw, "no-such-policy", "a perfectly good reason")
+    opt_out(raw, "pii-in-clean-dataset", "Legal approved raw PII until the masking migration (LEGAL-142)")
+    assert messages(stack) == []
+    doc = synth(stack)
+    governance = doc["output"]["datapipe_manifest"]["value"]["governance"]
+    assert governance["opt_outs"] == [{
+        "policy": "pii-in-clean-dataset",
+        "path": "test/raw",
+        "reason": "Legal approved raw PII until the masking migration (LEGAL-142)",
+    }]
+
+
+def test_an_opt_out_covers_only_its_construct_and_policy():
+    stack = make_stack()
+    source = make_source(stack, retention=None)
+    make_sink(stack, source)
+    opt_out(source.topic("accounts"), "pii-topic-retention", "Compliance keeps this topic per ticket SEC-9")
+    assert policies_failing(stack) == {"pii-in-clean-dataset"}
+
+
+class NoConfidentialTopics(Policy):
+    """A platform team's own rule."""
+
+    name = "no-confidential-topics"
+    description = "Topics may not carry CONFIDENTIAL columns"
+
+    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+        from datapipe_cdk.governance import inventory
+
+        for topic in inventory.topics(stack):
+            if any(c.classification and c.classification.value == "CONFIDENTIAL" for c in inventory.topic_columns(topic)):
+                yield self.violation(topic.node.path, f"topic {topic.name} carries CONFIDENTIAL data")
+
+
+def test_a_platform_team_adds_its_own_policy():
+    stack = _masked_pipeline()
+    Governance.of(stack).add_policy(NoConfidentialTopics())
+    assert messages(stack) == [
+        "test/payments-db/topic-orders: topic payments.payments.orders carries CONFIDENTIAL data",
+        "test/raw/dead-letter: topic dlq.raw carries CONFIDENTIAL data",
+    ]
+    with pytest.raises(DatapipeError, match="already active"):
+        Governance.of(stack).add_policy(NoConfidentialTopics())

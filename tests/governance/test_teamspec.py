@@ -1,0 +1,155 @@
+"""Self-serve team files: valid files compile to warehouses; bad ones fail with file, line and what was expected."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from datapipe_cdk import DatapipeError, MicroWarehouse
+from datapipe_cdk.teamspec import SCHEMA, compile_team, compile_teams, load, schema_json
+from tests.governance.helpers import example_stacks, make_sink, make_source, make_stack, messages
+
+ROOT = Path(__file__).resolve().parents[2]
+VALID = """\
+team: fraud-analytics
+stack: test
+owners:
+  - group:fraud-eng@acme.com
+readers: [group:fraud@acme.com]
+retention_days: 365
+tables:
+  - sink: raw
+    table: orders
+    columns: [id, account_id, amount]
+  - sink: raw
+    table: accounts
+    columns: [id, country]
+    as: account_geo
+views:
+  - name: big_orders
+    sql: SELECT * FROM {{ ref('orders') }} WHERE amount > 1000
+temporary_grants:
+  - principal: user:investigator@acme.com
+    until: 2027-01-31T00:00:00Z
+"""
+
+
+def _pipeline(*, masked: bool = True):
+    stack = make_stack()
+    source = make_source(stack, masked={"accounts": ["email", "phone"]} if masked else {})
+    make_sink(stack, source, holds_pii=not masked, retention=timedelta(days=365))
+    return stack
+
+
+def _write(tmp_path: Path, text: str, name: str = "team.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    path = _write(tmp_path, text)
+    with pytest.raises(DatapipeError) as caught:
+        compile_team(_pipeline(), load(path, display="teams/team.yaml"))
+    return str(caught.value)
+
+
+def test_a_valid_team_file_compiles_to_a_microwarehouse(tmp_path):
+    stack = _pipeline()
+    [warehouse] = compile_teams(stack, _write(tmp_path, VALID).parent)
+    assert isinstance(warehouse, MicroWarehouse) and warehouse.node.path == "test/fraud-analytics"
+    assert warehouse.dataset.dataset_id == "fraud_analytics"
+    assert warehouse.dataset.retention == timedelta(days=365)
+    assert [str(p) for p in warehouse.dataset.readers] == ["group:fraud@acme.com"]
+    assert list(warehouse.views) == ["orders", "account_geo", "big_orders"]
+    assert warehouse.views["account_geo"].columns == ("id", "country")
+    assert warehouse.views["big_orders"].depends_on == ("orders",)
+    assert warehouse.temporary_grants == [{"principal": "user:investigator@acme.com",
+                                           "until": 'request.time < timestamp("2027-01-31T00:00:00Z")'}]
+    assert messages(stack) == []
+
+
+def test_files_for_other_stacks_are_skipped(tmp_path):
+    _write(tmp_path, VALID.replace("stack: test", "stack: ledger"))
+    assert compile_teams(_pipeline(), tmp_path) == []
+
+
+def test_the_example_team_file_is_compiled_into_the_payments_stack():
+    stack = example_stacks()["payments"]
+    warehouse = stack.node.find_child("fraud-analytics")
+    assert isinstance(warehouse, MicroWarehouse)
+    assert list(warehouse.views) == ["orders", "accounts", "large_orders_by_country"]
+    assert warehouse.temporary_grants[0]["principal"] == "user:external-investigator@acme.com"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (VALID.replace("    as: account_geo", "    alias: account_geo"),
+     "teams/team.yaml:14: tables[1]: Additional properties are not allowed ('alias' was unexpected) "
+     "(allowed: as, columns, sink, table), got {"),
+    (VALID.replace("retention_days: 365", "retention_days: one year"),
+     "teams/team.yaml:6: retention_days: must be of type integer (expected days before a partition expires "
+     "(required when holds_pii is true)), got 'one year'"),
+    (VALID.replace("readers: [group:fraud@acme.com]", "readers: [fraud@acme.com]"),
+     "teams/team.yaml:5: readers[0]: has the wrong format (expected a Google identity: user:, group: or "
+     "serviceAccount:<e-mail>, or domain:<domain> (never public)), got 'fraud@acme.com'"),
+    (VALID.replace("readers: [group:fraud@acme.com]", "readers: [allUsers]"),
+     "teams/team.yaml:5: readers[0]: has the wrong format"),
+    (VALID.replace("owners:\n  - group:fraud-eng@acme.com\n", ""),
+     "teams/team.yaml:1: file: 'owners' is a required property, got {"),
+    (VALID.replace("    until: 2027-01-31T00:00:00Z", "    until: next tuesday"),
+     "teams/team.yaml:20: temporary_grants[0].until: has the wrong format (expected when access ends, as an RFC 3339 time"),
+    (VALID.replace("tables:\n", "tables:\n  - sink: raw\n    table: [oops\n"),
+     "teams/team.yaml:10: is not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence at line 9)"),
+    (VALID + "team: again\n", "teams/team.yaml:21: file: key is given twice, got 'team'"),
+])
+def test_bad_files_fail_with_file_line_and_what_was_expected(tmp_path, text, expected):
+    assert _error(tmp_path, text).startswith(expected)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("  - sink: raw\n    table: accounts", "  - sink: rwa\n    table: accounts",
+     "teams/team.yaml:11: no BigQuerySink with this id in stack test (sinks: raw), got 'rwa'"),
+    ("    table: accounts", "    table: acounts",
+     "teams/team.yaml:12: sink raw has no such table (tables: accounts, orders), got 'acounts'"),
+    ("columns: [id, country]", "columns: [id, contry]",
+     "teams/team.yaml:13: raw/accounts carries no such column (columns: id, email, phone, country), got 'contry'"),
+    ("stack: test", "stack: ledger", "teams/team.yaml:2: this file is for stack 'ledger', not 'test', got 'ledger'"),
+    ("{{ ref('orders') }}", "{{ ref('order') }}",
+     "teams/team.yaml:16: test/fraud-analytics/big_orders: ref() names an unknown view (known: ['account_geo', 'orders'])"),
+])
+def test_requests_the_stack_cannot_serve_fail_at_their_line(tmp_path, old, new, expected):
+    assert _error(tmp_path, VALID.replace(old, new)).startswith(expected)
+
+
+def test_a_request_that_breaks_a_policy_is_refused_with_the_policy_message_and_its_line(tmp_path):
+    stack = _pipeline(masked=False)
+    spec = load(_write(tmp_path, VALID.replace("columns: [id, country]", "columns: [id, email]")), display="teams/team.yaml")
+    compile_team(stack, spec)
+    assert messages(stack) == [
+        "test/fraud-analytics/view-account_geo: PII column accounts.email (EMAIL_ADDRESS) reaches dataset fraud_analytics "
+        "unmasked; mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True "
+        "(requested in teams/team.yaml:11)"
+    ]
+
+
+def test_the_published_schema_is_the_one_the_compiler_uses():
+    import jsonschema
+
+    published = json.loads((ROOT / "schemas" / "team.schema.json").read_text())
+    assert published == SCHEMA
+    assert (ROOT / "schemas" / "team.schema.json").read_text() == schema_json()
+    jsonschema.Draft202012Validator.check_schema(published)
+    for file in sorted((ROOT / "stacks" / "teams").glob("*.yaml")):
+        load(file)  # every committed team file validates
+
+
+def test_importing_the_library_does_not_import_yaml_or_jsonschema():
+    code = "import sys, datapipe_cdk; print(sorted(m for m in ('yaml', 'jsonschema', 'datapipe_cdk.cli') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,91 @@
+"""Both notebooks, executed headless against the local real stack, return usable summaries.
+
+Skipped (with the reason) unless the stack named by ``DATAPIPE_NOTEBOOK_STACK`` (default
+``payments``) is deployed and its services answer: start it with ``python -m integration.launcher up``,
+deploy the stack, then run ``pytest -m integration tests/notebooks``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlparse
+
+import pytest
+
+from datapipe_cdk.runtime.credentials import CredentialsError, load_credentials
+from datapipe_cdk.runtime.manifest import Manifest, ManifestError, load_manifest
+from datapipe_cdk.runtime.quality import RECONCILIATION_CHECKS
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+STACK = os.environ.get("DATAPIPE_NOTEBOOK_STACK", "payments")
+
+
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _deployed_stack_or_skip() -> Manifest:
+    try:
+        manifest = load_manifest(STACK, root=ROOT)
+    except ManifestError as exc:
+        pytest.skip(f"stack {STACK!r} has no usable manifest: {exc}")
+    if "tfstate" not in manifest.origin and not os.environ.get("DATAPIPE_MANIFEST"):
+        pytest.skip(f"stack {STACK!r} is synthesized but not deployed (no Terraform state next to {manifest.origin})")
+    endpoints = {"Kafka": manifest.kafka.bootstrap_servers[0], "Connect": urlparse(manifest.connect_url).netloc}
+    if manifest.bigquery.endpoint:
+        endpoints["BigQuery"] = urlparse(manifest.bigquery.endpoint).netloc
+    endpoints.update({f"source {s.name}": f"{s.host}:{s.port}" for s in manifest.sources})
+    down = [f"{name} at {address}" for name, address in endpoints.items() if not _reachable(address)]
+    if down:
+        pytest.skip(f"local stack not up ({', '.join(down)} not reachable): run python -m integration.launcher up")
+    try:
+        credentials = load_credentials()
+        for source in manifest.sources:
+            credentials.database(source)
+    except CredentialsError as exc:
+        pytest.skip(str(exc))
+    return manifest
+
+
+def _runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "tools" / "run_notebooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebooks_run_against_the_local_stack(tmp_path: Path) -> None:
+    _deployed_stack_or_skip()
+    status = _runner().main(["--stack", STACK, "--markers", "20", "--rate", "2", "--artifacts", str(tmp_path)])
+    for name in ("pipeline_latency", "data_quality"):
+        assert (tmp_path / f"{name}.result.json").is_file(), f"{name} failed; see {tmp_path / name}.ipynb"
+
+    latency = json.loads((tmp_path / "pipeline_latency.result.json").read_text())
+    assert latency["latency_rows"] > 0, "latency table is empty"
+    end_to_end = next(row for row in latency["summary"] if row["stage"] == "end_to_end")
+    assert end_to_end["p99_s"] is not None and math.isfinite(end_to_end["p99_s"]), latency["sentence"]
+    assert list(tmp_path.glob("latency_*.png")), "latency figures missing"
+
+    quality = json.loads((tmp_path / "data_quality.result.json").read_text())
+    checks = quality["checks"]
+    reconciliation = [c for c in checks if c["check"] in (*RECONCILIATION_CHECKS, "deletes_propagate")]
+    assert reconciliation, "no reconciliation check ran: does the stack expose a latest-state view?"
+    failed = [f"{c['check']} {c['table']}: {c['detail']}" for c in checks if c["status"] == "fail"]
+    assert not failed, "\n".join(failed)
+    assert (tmp_path / "freshness.png").is_file() and (tmp_path / "null_rates.png").is_file()
+    assert status == 0
