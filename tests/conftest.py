@@ -12,6 +12,8 @@ from cdktf import App, Testing
 from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, Principal
 from datapipe_cdk.governance import opt_out
 
+from .schema_conformance import conformance_errors
+
 Synth = Callable[[DataPipelineStack], dict[str, Any]]
 
 
@@ -34,7 +36,12 @@ def stack() -> DataPipelineStack:
 
 
 def synth_stack(stack: DataPipelineStack) -> dict[str, Any]:
-    return json.loads(Testing.synth(stack, run_validations=True))
+    """Synthesize with validations (policies) and check every resource against the provider schemas."""
+    doc: dict[str, Any] = json.loads(Testing.synth(stack, run_validations=True))
+    if not getattr(stack, "skip_conformance", False):
+        errors = conformance_errors(doc)
+        assert not errors, "synthesized JSON breaks the provider schemas:\n" + "\n".join(errors)
+    return doc
 
 
 @pytest.fixture

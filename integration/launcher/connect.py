@@ -136,7 +136,7 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
         str(config),
     ]
     pid = _process.start_process(NAME, argv, cwd=data)
-    _process.say(f"{NAME}: worker pid {pid} scanning plugins in {plugins_dir(cfg)} (takes ~30 s)")
+    _process.say(f"{NAME}: worker pid {pid} loading plugins from {plugins_dir(cfg)}")
     _process.wait_for_port(cfg.host, cfg.connect_port, timeout, "kafka connect REST", log=NAME)
     _process.wait_until(lambda: not missing_plugins(cfg), timeout, "kafka connect plugins", log=NAME)
     return pid
