@@ -81,6 +81,10 @@ def cli_config_path() -> Path:
     return toolchain_dir() / "tofurc.tfrc"
 
 
+def plugin_cache_dir() -> Path:
+    return toolchain_dir() / "plugin-cache"
+
+
 def cdktf_bin_dir() -> Path:
     return toolchain_dir() / "npm" / "node_modules" / ".bin"
 
@@ -113,6 +117,9 @@ def toolchain_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         {
             "DATAPIPE_TOOLCHAIN_DIR": str(toolchain_dir()),
             "TF_CLI_CONFIG_FILE": str(cli_config_path()),
+            # shared by every stack's `tofu init` (links, not 130 MB copies); cdktf would
+            # otherwise default to ~/.terraform.d/plugin-cache
+            "TF_PLUGIN_CACHE_DIR": str(plugin_cache_dir()),
             "TERRAFORM_BINARY_NAME": "tofu",
             "CHECKPOINT_DISABLE": "1",
             "TF_IN_AUTOMATION": "1",

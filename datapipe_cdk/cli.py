@@ -349,9 +349,8 @@ def terraform_commands(
     """The commands ``plan`` / ``deploy`` / ``destroy`` run for one stack, with their working directory."""
     if tool == "cdktf":
         verb = {"plan": "diff", "deploy": "deploy", "destroy": "destroy"}[action]
-        command = ["cdktf", verb, stack, "--skip-synth", "--output", out]
-        if verb != "destroy":
-            command.append("--skip-provider-lock")
+        # Offline, `providers lock` would ask the registries; every verb skips it (the mirror is the source).
+        command = ["cdktf", verb, stack, "--skip-synth", "--output", out, "--skip-provider-lock"]
         if auto_approve and verb != "diff":
             command.append("--auto-approve")
         return [(command, ".")]

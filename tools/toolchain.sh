@@ -37,7 +37,7 @@ T0=$SECONDS
 step() { printf '[toolchain %4ss] %s\n' "$((SECONDS - T0))" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-mkdir -p "$BIN" "$SRC" "$LOGS" "$MIRROR"
+mkdir -p "$BIN" "$SRC" "$LOGS" "$MIRROR" "$TC/plugin-cache" # cache: never inside the mirror
 
 # ---------------------------------------------------------------- Go environment
 command -v go >/dev/null 2>&1 || die "Go not found on PATH; install Go >= $GO_MIN_VERSION and re-run \`make toolchain\`"
@@ -215,6 +215,7 @@ cat >"$ENV_SH.tmp" <<EOF
 export DATAPIPE_TOOLCHAIN_DIR="$TC"
 export PATH="$BIN:$NPM_DIR/node_modules/.bin:\$PATH"
 export TF_CLI_CONFIG_FILE="$TFRC"
+export TF_PLUGIN_CACHE_DIR="$TC/plugin-cache"
 export TERRAFORM_BINARY_NAME=tofu
 export CHECKPOINT_DISABLE=1
 export TF_IN_AUTOMATION=1

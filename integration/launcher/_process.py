@@ -56,12 +56,28 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+def _start_ticks(pid: int) -> str | None:
+    """The process start time (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (the command name) may contain spaces; the fields after its closing parenthesis do not.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pid_record(name: str) -> tuple[int, str | None] | None:
+    try:
+        fields = pid_path(name).read_text().split()
+        return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
 def read_pid(name: str) -> int | None:
     """The PID recorded for ``name``, or None when there is no pid file."""
-    try:
-        return int(pid_path(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    record = _pid_record(name)
+    return record[0] if record else None
 
 
 def _alive(pid: int) -> bool:
@@ -80,9 +96,16 @@ def _alive(pid: int) -> bool:
 
 
 def is_running(name: str) -> bool:
-    """True when the pid file of ``name`` names a live process."""
-    pid = read_pid(name)
-    return pid is not None and _alive(pid)
+    """True when the pid file of ``name`` names a live process that is still the one we started.
+
+    The pid file also records the process start time, so a PID reused by another process after a
+    reboot or crash is never mistaken for the service (and never signalled by ``stop_process``).
+    """
+    record = _pid_record(name)
+    if record is None or not _alive(record[0]):
+        return False
+    pid, started = record
+    return started is None or started == _start_ticks(pid)
 
 
 def start_process(
@@ -107,25 +130,39 @@ def start_process(
             cwd=cwd,
             start_new_session=True,
         )
-    pid_path(name).write_text(f"{proc.pid}\n")
+    pid_path(name).write_text(f"{proc.pid} {_start_ticks(proc.pid) or ''}\n")
     return proc.pid
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group led by ``pid`` (or just ``pid`` when it leads none)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def stop_process(name: str, timeout: float = 20.0) -> bool:
     """Stop ``name`` by the PID in its pid file: SIGTERM, then SIGKILL after ``timeout`` seconds.
 
-    Returns True when a live process was stopped. The pid file is removed either way.
+    The signal goes to the process group that ``start_process`` created for that PID (its own session),
+    so helpers a service spawned stop with it. Returns True when a live process was stopped; the pid
+    file is removed either way.
     """
     pid = read_pid(name)
     stopped = False
-    if pid is not None and _alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    if pid is not None and is_running(name):
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         stopped = True
     pid_path(name).unlink(missing_ok=True)

@@ -115,6 +115,8 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
         _process.say(f"{NAME}: already running (pid {pid})")
         return pid
     _process.ensure_port_free(cfg.host, cfg.connect_port, "kafka connect REST", "DATAPIPE_CONNECT_PORT")
+    if not _process.is_running(kafka.NAME):
+        raise _process.ServiceError("kafka connect needs the broker: run `python -m integration.launcher up --only kafka`")
     if not plugins_dir(cfg).is_dir():
         raise _process.ServiceError(f"connector plugins missing in {plugins_dir(cfg)}: run `make stack-deps`")
     _process.say(f"{NAME}: granting User:{kafka.CONNECT_USER} its internal topics and group {GROUP_ID}")

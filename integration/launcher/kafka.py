@@ -212,6 +212,7 @@ def start(cfg: StackConfig, timeout: float = 90.0) -> int:
         return pid
     _process.ensure_port_free(cfg.host, cfg.kafka_port, "kafka broker", "DATAPIPE_KAFKA_PORT")
     _process.ensure_port_free(cfg.host, cfg.kafka_controller_port, "kafka controller", "DATAPIPE_KAFKA_CONTROLLER_PORT")
+    jars = classpath(cfg)  # fails first, with the command to run, when stack-deps has not run
     data = _process.data_dir(NAME)
     log_dir = data / "kraft-logs"
     config = data / "server.properties"
@@ -227,7 +228,7 @@ def start(cfg: StackConfig, timeout: float = 90.0) -> int:
         "-Djava.awt.headless=true",
         *log4j_options(cfg, NAME),
         "-cp",
-        classpath(cfg),
+        jars,
         "kafka.Kafka",
         str(config),
     ]
