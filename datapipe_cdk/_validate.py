@@ -26,6 +26,25 @@ def path_of(construct: Construct) -> str:
     return cached
 
 
+def adopt(scope: Construct, child: Construct, construct_id: str, *, owns_children: bool = False) -> None:
+    """Remember a new construct on the Python side, so synth-time code needs no jsii round trips:
+    its path, its id among its parent's children, and its place in the stack's registry.
+
+    ``owns_children`` marks a datapipe-cdk construct whose children are all created (and adopted)
+    by this library, so duplicate ids below it are found without asking jsii.
+    """
+    parent = path_of(scope)
+    child._datapipe_path = f"{parent}/{construct_id}" if parent else construct_id  # type: ignore[attr-defined]
+    known: set[str] | None = getattr(scope, "_datapipe_children", None)
+    if known is not None:
+        known.add(construct_id)
+    if owns_children:
+        child._datapipe_children = set()  # type: ignore[attr-defined]
+    registry = getattr(getattr(scope, "pipeline", None), "registry", None)
+    if registry is not None:
+        registry.constructs.append(child)
+
+
 def child_path(scope: object, construct_id: object, kind: str) -> str:
     """Path the construct *will* have; checked before anything is added to the tree."""
     if not isinstance(scope, Construct):
@@ -35,11 +54,9 @@ def child_path(scope: object, construct_id: object, kind: str) -> str:
         raise DatapipeError(
             f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id
         )
-    node = getattr(scope, "_datapipe_node", None)
-    if node is None:
-        node = scope.node
-        scope._datapipe_node = node  # type: ignore[attr-defined]
-    if node.try_find_child(construct_id) is not None:
+    known: set[str] | None = getattr(scope, "_datapipe_children", None)
+    taken = construct_id in known if known is not None else scope.node.try_find_child(construct_id) is not None
+    if taken:
         raise DatapipeError(f"{parent}/{construct_id}", "id is already used in this scope", construct_id)
     return f"{parent}/{construct_id}" if parent else construct_id
 

@@ -81,6 +81,8 @@ class KafkaAcl(Construct):
         if resource_name == "*" and permission is Permission.ALLOW and not check.flag(path, "allow_public", allow_public):
             raise DatapipeError(path, "an Allow ACL on every resource ('*') needs allow_public=True", resource_name)
         super().__init__(scope, acl_id)
+        check.adopt(scope, self, acl_id, owns_children=True)
+        self.pipeline = getattr(scope, "pipeline", None)
         self.principal = principal
         self.resource_type = resource_type
         self.resource_name = resource_name

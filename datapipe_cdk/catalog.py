@@ -43,7 +43,7 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
         for table in sink.tables:
             columns = changelog_columns(table)
             entries.append(_entry(
-                "table", f"{table.dataset.dataset_id}.{table.table_id}", f"{sink.node.path}/changelog-{table.table_id}",
+                "table", f"{table.dataset.dataset_id}.{table.table_id}", f"{sink.node.path}/changelog-{table.captured.name}",
                 _bigquery(stack, table.dataset.dataset_id, table.table_id), inventory.dataset_owners(table.dataset),
                 f"Changelog of {table.captured.qualified_name}: one row per change event", columns,
                 _retention(table.dataset.retention, "time_partitioning.expiration_ms"),

@@ -50,6 +50,7 @@ class Dataset(Construct):
         path = f"{check.path_of(scope)}/{construct_id}"
         stack.claim("dataset", dataset_id, path)
         super().__init__(scope, construct_id)
+        check.adopt(scope, self, construct_id, owns_children=True)
         self.pipeline = stack
         self.dataset_id = dataset_id
         self.description = description

@@ -136,7 +136,7 @@ class LineageGraph:
                 target = graph._add(LineageNode(
                     f"table:{changelog.dataset.dataset_id}.{changelog.table_id}", "changelog_table", "bigquery",
                     f"{project}.{changelog.dataset.dataset_id}.{changelog.table_id}",
-                    f"{sink.node.path}/changelog-{changelog.table_id}", tuple(columns), owners))
+                    f"{sink.node.path}/changelog-{changelog.captured.name}", tuple(columns), owners))
                 graph._connect(graph.nodes[f"topic:{changelog.captured.topic_name}"], target, sink.connector_name,
                                "SINK_CONNECTOR", _mapping(columns, transformed=False))
         for warehouse in inventory.warehouses(stack):

@@ -36,6 +36,12 @@ _API_TYPES = {
 }
 
 
+def changelog_table_id(topic: str) -> str:
+    """The table KCBQ writes a topic to with ``sanitizeTopics=true``: ``[^A-Za-z0-9_]`` -> ``_``."""
+    table = re.sub(r"[^A-Za-z0-9_]", "_", topic)
+    return table if re.match(r"[A-Za-z_]", table) else f"_{table}"
+
+
 def metadata_columns(engine: Engine) -> list[tuple[str, str]]:
     """Columns ExtractNewRecordState adds (``__op``, ``__deleted``, source time and position)."""
     position = [(f"__{name}", "STRING" if name == "file" else "INTEGER") for name in engine.position_fields]
@@ -110,6 +116,7 @@ class BigQuerySink(Construct):
         Dataset.check_arguments(path, stack, dataset, description, labels, holds_pii, retention, owners, readers)
 
         super().__init__(scope, sink_id)
+        check.adopt(scope, self, sink_id, owns_children=True)
         self.pipeline = stack
         self.source = source
         self.connector_name = connector_name
@@ -120,11 +127,12 @@ class BigQuerySink(Construct):
         )
         self._tables: dict[str, ChangelogTable] = {}
         for captured in chosen:
+            table_id = changelog_table_id(captured.topic_name)
             resource = BigqueryTable(
                 self,
                 f"changelog-{captured.name}",
                 dataset_id=self.dataset.dataset_id_ref,
-                table_id=captured.name,
+                table_id=table_id,
                 description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {connector_name}",
                 schema=self._schema(captured, source.engine),
                 time_partitioning={"type": "DAY", "expiration_ms": self.dataset.partition_expiration_ms}
@@ -134,7 +142,7 @@ class BigQuerySink(Construct):
                 deletion_protection=deletion_protection,
                 ignore_changes=["schema"],
             )
-            self._tables[captured.name] = ChangelogTable(self, captured, source.engine, captured.name, resource)
+            self._tables[captured.name] = ChangelogTable(self, captured, source.engine, table_id, resource)
         self.dead_letter_topic = StreamingTopic(
             self, "dead-letter", name=f"dlq.{sink_id}", partitions=1, retention=timedelta(days=14)
         )
@@ -239,8 +247,10 @@ class BigQuerySink(Construct):
             "project": project,
             "defaultDataset": self.dataset.dataset_id_ref,
             "keySource": "JSON",
-            "topic2TableMap": ",".join(f"{t.topic_name}:{self._tables[t.name].table_id}" for t in chosen),
+            # Table = sanitized topic name: the same in every KCBQ line (WePay 2.0 has no topic2TableMap).
+            "sanitizeTopics": "true",
             "autoCreateTables": "false",
+            "schemaRetriever": "com.wepay.kafka.connect.bigquery.retrieve.IdentitySchemaRetriever",
             "allowNewBigQueryFields": "true",
             "allowBigQueryRequiredFieldRelaxation": "true",
             "bigQueryPartitionDecorator": "false",

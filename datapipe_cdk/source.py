@@ -136,6 +136,7 @@ class CdcSource(Construct):
         stack.claim("connector", connector_name, path)
 
         super().__init__(scope, source_id)
+        check.adopt(scope, self, source_id, owns_children=True)
         self.pipeline = stack
         self.engine = engine
         self.host = host

@@ -88,6 +88,8 @@ class _Registry:
     datasets: dict[str, str] = field(default_factory=dict)
     acls: dict[tuple[str, ...], KafkaAcl] = field(default_factory=dict)
     manifest_parts: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    constructs: list[Construct] = field(default_factory=list)
+    """Every construct datapipe-cdk created in the stack, in creation order (no jsii walk needed)."""
 
 
 @jsii.implements(IAnyProducer)

@@ -232,8 +232,8 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
         if sink is None:
             raise DatapipeError(spec.at(*where, "sink"), f"no BigQuerySink with this id in stack {stack.node.id} "
                                                          f"(sinks: {', '.join(sorted(sinks)) or 'none'})", entry["sink"])
-        if entry["table"] not in {t.table_id for t in sink.tables}:
-            tables = ", ".join(t.table_id for t in sink.tables)
+        if entry["table"] not in {t.captured.name for t in sink.tables}:
+            tables = ", ".join(t.captured.name for t in sink.tables)
             raise DatapipeError(spec.at(*where, "table"), f"sink {sink.node.id} has no such table (tables: {tables})",
                                 entry["table"])
         table = sink.table(entry["table"])

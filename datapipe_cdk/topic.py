@@ -151,6 +151,7 @@ class StreamingTopic(TopicReference):
         stack.claim("topic", name, path)
 
         super().__init__(scope, topic_id)
+        check.adopt(scope, self, topic_id, owns_children=True)
         self.pipeline = stack
         self.name = name
         self.owner = owner
@@ -194,6 +195,7 @@ class ImportedTopic(TopicReference):
         stack = DataPipelineStack.of(scope)
         name = check_topic_name(path, name)
         super().__init__(scope, topic_id)
+        check.adopt(scope, self, topic_id, owns_children=True)
         self.pipeline = stack
         self.name = name
         self.temporary_grants = []

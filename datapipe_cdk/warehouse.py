@@ -64,6 +64,7 @@ class MicroWarehouse(Construct):
             raise DatapipeError(path, "a warehouse needs at least one owner", owners)
         check.flag(path, "deletion_protection", deletion_protection)
         super().__init__(scope, warehouse_id)
+        check.adopt(scope, self, warehouse_id, owns_children=True)
         self.pipeline = stack
         self.deletion_protection = deletion_protection
         self.dataset = Dataset(
@@ -79,7 +80,7 @@ class MicroWarehouse(Construct):
         """A latest-state view of ``table`` (newest event per key, deletes removed), authorized on its dataset."""
         path = check.path_of(self)
         table = check.instance(path, "table", table, ChangelogTable)
-        view_name = name if name is not None else table.table_id
+        view_name = name if name is not None else table.captured.name
         self._check_view_name(path, view_name)
         if not table.primary_key:
             raise DatapipeError(path, f"cannot expose {table.captured.qualified_name} as latest state: it has no known primary key", view_name)

@@ -29,7 +29,7 @@ def test_sink_creates_dataset_changelog_table_dead_letter_topic_and_connector(st
     doc = synth_stack(stack)
     dataset = _by_name(doc, "google_bigquery_dataset", "dataset_id", "shop_raw")
     assert dataset["default_partition_expiration_ms"] == 30 * 86400 * 1000
-    table = _by_name(doc, "google_bigquery_table", "table_id", "orders")
+    table = _by_name(doc, "google_bigquery_table", "table_id", "shop_shop_orders")
     fields = json.loads(table["schema"])
     assert [f["name"] for f in fields] == ["id", "amount", "email", "__op", "__deleted", "__source_ts_ms",
                                            "__file", "__pos", "__row", "_kafka"]
@@ -38,7 +38,8 @@ def test_sink_creates_dataset_changelog_table_dead_letter_topic_and_connector(st
     assert "dlq.raw" in {t["name"] for t in resources(doc, "kafka_topic")}
     config = _by_name(doc, "kafka-connect_connector", "name", "raw")["config"]
     assert config["connector.class"] == "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
-    assert config["topic2TableMap"] == "shop.shop.orders:orders"
+    assert config["sanitizeTopics"] == "true", "table = sanitized topic name, in every KCBQ line"
+    assert config["schemaRetriever"] == "com.wepay.kafka.connect.bigquery.retrieve.IdentitySchemaRetriever"
     assert config["topics"].startswith("${kafka_topic.")
     assert config["transforms.unwrap.delete.tombstone.handling.mode"] == "rewrite"
     assert config["kafkaDataFieldName"] == "_kafka"
@@ -86,7 +87,7 @@ def test_expose_creates_latest_state_view_authorized_on_raw_dataset(stack):
     assert parsed.find(sqlglot.exp.Window) is not None
     assert "PARTITION BY `id`" in sql
     assert "ORDER BY `__file` DESC, `__pos` DESC, `__row` DESC, `_kafka`.`offset` DESC" in sql
-    assert "FROM `acme-data.shop_raw.orders`" in sql
+    assert "FROM `acme-data.shop_raw.shop_shop_orders`" in sql
     assert "IFNULL(`__deleted`, 'false') != 'true'" in sql
     assert "* EXCEPT (`__op`, `__deleted`, `__source_ts_ms`, `__file`, `__pos`, `__row`, `_kafka`, `__rank`)" in sql
     authorized = [a for a in resources(doc, "google_bigquery_dataset_access") if "view" in a]

@@ -60,6 +60,7 @@ class DlpInspection(Construct):
             raise DatapipeError(path, "DLP findings need at least one owner", owners)
         chosen = self._chosen(path, stack, tables)
         super().__init__(scope, inspection_id)
+        check.adopt(scope, self, inspection_id, owns_children=True)
         self.pipeline = stack
         self.tables = chosen
         self.enabled = stack.gcp.manage_iam

@@ -27,7 +27,9 @@ class Inventory:
     """One walk of a stack's tree, and which source or sink created each topic."""
 
     def __init__(self, scope: Construct) -> None:
-        self.nodes: list[Any] = list(scope.node.find_all())
+        registry = getattr(scope, "registry", None)
+        # A pipeline stack lists what the library created in it: no walk of the jsii tree needed.
+        self.nodes: list[Any] = [scope, *registry.constructs] if registry is not None else list(scope.node.find_all())
         self.parents: dict[int, CdcSource | BigQuerySink] = {}
         for node in self.nodes:
             if isinstance(node, CdcSource):

@@ -64,7 +64,7 @@ class PiiOnlyInPiiDatasets(Policy):
             if sink.dataset.holds_pii:
                 continue
             for table in sink.tables:
-                path = f"{sink.node.path}/changelog-{table.table_id}"
+                path = f"{sink.node.path}/changelog-{table.captured.name}"
                 yield from self._report(path, changelog_columns(table), sink.dataset.dataset_id)
         for warehouse in inventory.warehouses(stack):
             if warehouse.dataset.holds_pii:

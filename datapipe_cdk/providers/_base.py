@@ -18,6 +18,8 @@ from cdktf import (
 )
 from constructs import Construct
 
+from .._validate import adopt
+
 
 def _present(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if value is not None}
@@ -46,6 +48,7 @@ class Resource(TerraformResource):
             depends_on=list(depends_on) if depends_on else None,
             lifecycle=TerraformResourceLifecycle(ignore_changes=list(ignore_changes)) if ignore_changes else None,
         )
+        adopt(scope, self, construct_id)
         self.attributes: dict[str, Any] = _present(attributes)
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:
@@ -69,6 +72,7 @@ class Provider(TerraformProvider):
                 provider_name=self.TYPE, provider_version_constraint=self.VERSION
             ),
         )
+        adopt(scope, self, construct_id)
         self.attributes: dict[str, Any] = _present(attributes)
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:

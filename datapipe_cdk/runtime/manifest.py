@@ -1,10 +1,10 @@
 """What a stack deployed, read from its ``datapipe_manifest`` Terraform output.
 
 Looked up by stack name, in this order: ``$DATAPIPE_MANIFEST`` (a JSON file, for a stack deployed
-elsewhere), the stack's local Terraform state (``$DATAPIPE_STATE`` or cdktf's
-``cdktf.out/stacks/<stack>/terraform.<stack>.tfstate``: the value ``tofu output -json datapipe_manifest``
-prints), ``tofu output`` itself for an initialised stack without a local state file (remote backend),
-then the synthesized ``cdk.tf.json`` (before deploy). Fields we read must be literal there;
+elsewhere), the stack's local Terraform state (see ``_state_files``; it holds the value that
+``tofu output -json datapipe_manifest`` prints), ``tofu output`` itself for an initialised stack without
+a local state file (remote backend), then the synthesized ``cdk.tf.json`` (before deploy), the local
+profile's (``cdktf.out/local``) before the default one. Fields we read must be literal there;
 only fields we never read may still be ``${...}`` expressions.
 """
 
@@ -302,13 +302,15 @@ def project_dir(start: Path | None = None) -> Path:
     raise ManifestError(f"no cdktf.json in {here} or its parents; set DATAPIPE_PROJECT_DIR to the project root")
 
 
-def stack_dir(stack: str, root: Path) -> Path:
-    """``<root>/<output>/stacks/<stack>`` where ``output`` comes from cdktf.json (default ``cdktf.out``)."""
+def stack_dirs(stack: str, root: Path) -> list[Path]:
+    """Synthesized stack directories, most specific first: the local profile's ``<out>/local/stacks/<stack>``
+    (what ``python -m integration.deploy`` deploys), then ``<out>/stacks/<stack>``; ``<out>`` comes from
+    cdktf.json (default ``cdktf.out``)."""
     output = "cdktf.out"
     config = root / "cdktf.json"
     if config.is_file():
         output = json.loads(config.read_text()).get("output", output)
-    return root / output / "stacks" / stack
+    return [root / output / "local" / "stacks" / stack, root / output / "stacks" / stack]
 
 
 def _find_output(outputs: Mapping[str, Any]) -> Any | None:
@@ -319,15 +321,31 @@ def _find_output(outputs: Mapping[str, Any]) -> Any | None:
     return None
 
 
-def _state_files(directory: Path, stack: str) -> Iterator[Path]:
-    """Local state: ``$DATAPIPE_STATE`` (a state file or its directory), then cdktf's local backend files."""
+def _run_dir() -> Path:
+    return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
+
+
+def _state_files(directories: list[Path], stack: str) -> Iterator[Path]:
+    """Local state files that may hold the stack's outputs, most specific first: ``$DATAPIPE_STATE`` (a
+    file or a directory), ``$DATAPIPE_STATE_DIR/<stack>.tfstate`` (the stacks' LocalBackend), the local
+    stack's ``<run>/terraform/<stack>.tfstate``, then cdktf's default files in each stack directory."""
+    names = (f"{stack}.tfstate", f"terraform.{stack}.tfstate", "terraform.tfstate")
+    candidates: list[Path] = []
     if env := os.environ.get("DATAPIPE_STATE"):
         path = Path(env)
-        candidates = [path] if path.is_file() else [path / f"terraform.{stack}.tfstate", path / "terraform.tfstate"]
-        yield from (c for c in candidates if c.is_file())
-    for name in (f"terraform.{stack}.tfstate", "terraform.tfstate"):
-        if (directory / name).is_file():
-            yield directory / name
+        candidates += [path] if path.is_file() else [path / name for name in names]
+    state_dir = Path(os.environ.get("DATAPIPE_STATE_DIR") or _run_dir() / "terraform")
+    candidates.append(state_dir / f"{stack}.tfstate")
+    candidates += [d / name for d in directories for name in names[1:]]
+    yield from (c for c in candidates if c.is_file() and c.stat().st_size > 0)
+
+
+def _state_output(path: Path) -> Any | None:
+    try:
+        state = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return _find_output(state.get("outputs") or {}) if isinstance(state, dict) else None
 
 
 def _tofu() -> str | None:
@@ -360,16 +378,17 @@ def load_manifest(stack: str, *, root: Path | None = None) -> Manifest:
             raise ManifestError(f"DATAPIPE_MANIFEST={env} is not a file; unset it or write the manifest JSON there")
         return parse_manifest(json.loads(path.read_text()), f"{path}")
     base = root or project_dir()
-    directory = stack_dir(stack, base)
-    for state in _state_files(directory, stack):
-        value = _find_output(json.loads(state.read_text()).get("outputs") or {})
-        if value is not None:
+    directories = stack_dirs(stack, base)
+    for state in _state_files(directories, stack):
+        if (value := _state_output(state)) is not None:
             return parse_manifest(value, f"{state} (outputs.{OUTPUT_NAME})")
-    if (value := _tofu_output(directory)) is not None:
-        return parse_manifest(value, f"tofu output -json {OUTPUT_NAME} in {directory}")
-    synthesized = directory / "cdk.tf.json"
-    if not synthesized.is_file():
-        raise ManifestError(f"no synthesized stack {stack!r} at {synthesized}; run `cdktf synth` in {base}")
+    for directory in directories:
+        if (value := _tofu_output(directory)) is not None:
+            return parse_manifest(value, f"tofu output -json {OUTPUT_NAME} in {directory}")
+    found = [d / "cdk.tf.json" for d in directories if (d / "cdk.tf.json").is_file()]
+    if not found:
+        raise ManifestError(f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` in {base}")
+    synthesized = found[0]
     value = _find_output(json.loads(synthesized.read_text()).get("output") or {})
     if value is None:
         raise ManifestError(f"{synthesized} has no output {OUTPUT_NAME!r}; is {stack!r} a DataPipelineStack?")

@@ -23,7 +23,7 @@ def test_catalog_lists_every_dataset_table_view_and_topic(entries):
         ("topic", "_schema-history.payments"), ("topic", "__debezium-heartbeat.payments"), ("topic", "dlq.payments-raw"),
         ("dataset", "payments_raw"), ("dataset", "finance"), ("dataset", "risk"), ("dataset", "fraud_analytics"),
         ("dataset", "dlp_findings"),
-        ("table", "payments_raw.orders"), ("table", "payments_raw.refunds"), ("table", "payments_raw.accounts"),
+        ("table", "payments_raw.payments_payments_orders"), ("table", "payments_raw.payments_payments_refunds"), ("table", "payments_raw.payments_payments_accounts"),
         ("view", "finance.orders"), ("view", "finance.refunds"), ("view", "finance.daily_revenue"),
         ("view", "risk.orders"), ("view", "risk.accounts"),
         ("view", "fraud_analytics.orders"), ("view", "fraud_analytics.accounts"),
@@ -50,14 +50,14 @@ def test_dataset_table_and_view_entries(entries):
     assert raw["location"] == "bigquery://acme-data/payments_raw" and raw["region"] == "US"
     assert raw["holds_pii"] is False and raw["unmasked_pii"] is False
     assert raw["retention"]["days"] == 365.0 and raw["retention"]["setting"] == "default_partition_expiration_ms"
-    table = entries[("table", "payments_raw.orders")]
+    table = entries[("table", "payments_raw.payments_payments_orders")]
     assert table["primary_key"] == ["id"] and table["upstream"] == "payments.payments.orders"
     assert table["classification"] == "CONFIDENTIAL"
     assert [c["name"] for c in table["schema"]] == [
         "id", "account_id", "amount", "currency", "status", "created_at", "updated_at"]
     view = entries[("view", "risk.accounts")]
     assert [c["name"] for c in view["schema"]] == ["id", "email", "country", "created_at"]
-    assert view["owners"] == ["group:risk-eng@acme.com"] and view["upstream"] == ["payments_raw.accounts"]
+    assert view["owners"] == ["group:risk-eng@acme.com"] and view["upstream"] == ["payments_raw.payments_payments_accounts"]
     team = entries[("view", "fraud_analytics.large_orders_by_country")]
     assert team["column_lineage"] == "upper bound (custom SQL)"
     assert team["upstream"] == ["fraud_analytics.orders", "fraud_analytics.accounts"]

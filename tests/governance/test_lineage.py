@@ -21,16 +21,16 @@ def test_payments_lineage_has_exactly_the_declared_edges(graphs):
         ("source:payments-db/payments.orders", "topic:payments.payments.orders"),
         ("source:payments-db/payments.refunds", "topic:payments.payments.refunds"),
         ("source:payments-db/payments.accounts", "topic:payments.payments.accounts"),
-        ("topic:payments.payments.orders", "table:payments_raw.orders"),
-        ("topic:payments.payments.refunds", "table:payments_raw.refunds"),
-        ("topic:payments.payments.accounts", "table:payments_raw.accounts"),
-        ("table:payments_raw.orders", "view:finance.orders"),
-        ("table:payments_raw.refunds", "view:finance.refunds"),
+        ("topic:payments.payments.orders", "table:payments_raw.payments_payments_orders"),
+        ("topic:payments.payments.refunds", "table:payments_raw.payments_payments_refunds"),
+        ("topic:payments.payments.accounts", "table:payments_raw.payments_payments_accounts"),
+        ("table:payments_raw.payments_payments_orders", "view:finance.orders"),
+        ("table:payments_raw.payments_payments_refunds", "view:finance.refunds"),
         ("view:finance.orders", "view:finance.daily_revenue"),
-        ("table:payments_raw.orders", "view:risk.orders"),
-        ("table:payments_raw.accounts", "view:risk.accounts"),
-        ("table:payments_raw.orders", "view:fraud_analytics.orders"),
-        ("table:payments_raw.accounts", "view:fraud_analytics.accounts"),
+        ("table:payments_raw.payments_payments_orders", "view:risk.orders"),
+        ("table:payments_raw.payments_payments_accounts", "view:risk.accounts"),
+        ("table:payments_raw.payments_payments_orders", "view:fraud_analytics.orders"),
+        ("table:payments_raw.payments_payments_accounts", "view:fraud_analytics.accounts"),
         ("view:fraud_analytics.orders", "view:fraud_analytics.large_orders_by_country"),
         ("view:fraud_analytics.accounts", "view:fraud_analytics.large_orders_by_country"),
     ]
@@ -41,12 +41,12 @@ def test_ledger_lineage_has_exactly_the_declared_edges(graphs):
         ("source:ledger-db/payments.orders", "topic:ledger.payments.orders"),
         ("source:ledger-db/payments.refunds", "topic:ledger.payments.refunds"),
         ("source:ledger-db/payments.accounts", "topic:ledger.payments.accounts"),
-        ("topic:ledger.payments.orders", "table:ledger_raw.orders"),
-        ("topic:ledger.payments.refunds", "table:ledger_raw.refunds"),
-        ("topic:ledger.payments.accounts", "table:ledger_raw.accounts"),
-        ("table:ledger_raw.orders", "view:ledger_finance.orders"),
-        ("table:ledger_raw.refunds", "view:ledger_finance.refunds"),
-        ("table:ledger_raw.accounts", "view:ledger_finance.accounts"),
+        ("topic:ledger.payments.orders", "table:ledger_raw.ledger_payments_orders"),
+        ("topic:ledger.payments.refunds", "table:ledger_raw.ledger_payments_refunds"),
+        ("topic:ledger.payments.accounts", "table:ledger_raw.ledger_payments_accounts"),
+        ("table:ledger_raw.ledger_payments_orders", "view:ledger_finance.orders"),
+        ("table:ledger_raw.ledger_payments_refunds", "view:ledger_finance.refunds"),
+        ("table:ledger_raw.ledger_payments_accounts", "view:ledger_finance.accounts"),
     ]
 
 
@@ -65,7 +65,7 @@ def test_classification_travels_with_columns_and_treatments(graphs):
     assert not risk.carries_unmasked_pii
     assert [c.name for c in graphs["ledger"].nodes["source:ledger-db/payments.accounts"].columns] == [
         "id", "name", "email", "phone", "country", "created_at"]
-    ledger = graphs["ledger"].nodes["table:ledger_raw.accounts"]
+    ledger = graphs["ledger"].nodes["table:ledger_raw.ledger_payments_accounts"]
     assert [c.name for c in ledger.columns] == ["id", "country", "created_at"]  # excluded at the source
     assert graphs["ledger"].nodes["source:ledger-db/payments.accounts"].name == "payments.payments.accounts"
 
@@ -110,5 +110,5 @@ def test_mermaid_and_dot_render_every_node_and_edge(graphs):
     assert "class n5 masked" in mermaid  # its topic carries it masked or hashed
     dot = graph.dot()
     assert dot.startswith('digraph "payments" {')
-    assert '"topic:payments.payments.orders" -> "table:payments_raw.orders" [label="payments-raw"];' in dot
+    assert '"topic:payments.payments.orders" -> "table:payments_raw.payments_payments_orders" [label="payments-raw"];' in dot
     assert dot.count(" -> ") == len(graph.edges)

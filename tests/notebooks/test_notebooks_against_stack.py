@@ -43,7 +43,7 @@ def _deployed_stack_or_skip() -> Manifest:
     except ManifestError as exc:
         pytest.skip(f"stack {STACK!r} has no usable manifest: {exc}")
     if "tfstate" not in manifest.origin and not os.environ.get("DATAPIPE_MANIFEST"):
-        pytest.skip(f"stack {STACK!r} is synthesized but not deployed (no Terraform state next to {manifest.origin})")
+        pytest.skip(f"stack {STACK!r} is not deployed (read {manifest.origin}); run python -m integration.deploy apply")
     endpoints = {"Kafka": manifest.kafka.bootstrap_servers[0], "Connect": urlparse(manifest.connect_url).netloc}
     if manifest.bigquery.endpoint:
         endpoints["BigQuery"] = urlparse(manifest.bigquery.endpoint).netloc

@@ -31,6 +31,14 @@ CONTRACT: dict[str, Any] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real run directory, state or manifest override leaks into these tests."""
+    monkeypatch.setenv("DATAPIPE_RUN_DIR", str(tmp_path / "run"))
+    for name in ("DATAPIPE_STATE", "DATAPIPE_STATE_DIR", "DATAPIPE_MANIFEST", "DATAPIPE_BIGQUERY_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _project(tmp_path: Path, stack: str = "payments") -> Path:
     (tmp_path / "cdktf.json").write_text(json.dumps({"app": "true"}))
     directory = tmp_path / "cdktf.out" / "stacks" / stack
@@ -105,3 +113,30 @@ def test_state_named_by_env_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (elsewhere / "terraform.tfstate").write_text(json.dumps({"outputs": {"datapipe_manifest": {"value": CONTRACT}}}))
     monkeypatch.setenv("DATAPIPE_STATE", str(elsewhere))
     assert load_manifest("payments", root=tmp_path).origin.startswith(str(elsewhere))
+
+
+def test_local_profile_state_in_the_run_dir_is_found(tmp_path: Path) -> None:
+    _project(tmp_path)
+    state = tmp_path / "run" / "terraform" / "payments.tfstate"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"outputs": {"datapipe_manifest": {"value": CONTRACT}}}))
+    assert load_manifest("payments", root=tmp_path).origin.startswith(str(state))
+
+
+def test_empty_or_output_less_state_falls_back_to_synthesized_json(tmp_path: Path) -> None:
+    directory = _project(tmp_path)
+    (directory / "cdk.tf.json").write_text(json.dumps({"output": {"datapipe_manifest": {"value": CONTRACT}}}))
+    (directory / "terraform.payments.tfstate").write_text("")
+    (directory / "terraform.tfstate").write_text(json.dumps({"outputs": {}}))
+    assert "cdk.tf.json" in load_manifest("payments", root=tmp_path).origin
+
+
+def test_local_profile_synth_wins_over_default_synth(tmp_path: Path) -> None:
+    default = _project(tmp_path)
+    local = tmp_path / "cdktf.out" / "local" / "stacks" / "payments"
+    local.mkdir(parents=True)
+    production = json.loads(json.dumps(CONTRACT))
+    production["bigquery"]["endpoint"] = None
+    (default / "cdk.tf.json").write_text(json.dumps({"output": {"datapipe_manifest": {"value": production}}}))
+    (local / "cdk.tf.json").write_text(json.dumps({"output": {"datapipe_manifest": {"value": CONTRACT}}}))
+    assert load_manifest("payments", root=tmp_path).bigquery.endpoint == "http://127.0.0.1:19050"
