@@ -10,16 +10,16 @@ import os as _os
 # where it can, and silences the banner where it cannot.
 _os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from .acl import AclOperation, KafkaAcl, PatternType, Permission, ResourceType  # noqa: E402
-from .errors import DatapipeError  # noqa: E402
-from .principal import Principal  # noqa: E402
-from .schema import Classification, Column, ColumnType, InfoType, Table, Treatment  # noqa: E402
-from .sink import BigQuerySink, ChangelogTable  # noqa: E402
-from .source import CdcSource, DecimalHandling, Engine, SnapshotMode  # noqa: E402
-from .stack import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, SaslMechanism  # noqa: E402
-from .topic import CleanupPolicy, ImportedTopic, StreamingTopic  # noqa: E402
-from .units import FOREVER  # noqa: E402
-from .warehouse import MicroWarehouse, View  # noqa: E402
+from .acl import AclOperation, KafkaAcl, PatternType, Permission, ResourceType
+from .errors import DatapipeError
+from .principal import Principal
+from .schema import Classification, Column, ColumnType, InfoType, Table, Treatment
+from .sink import BigQuerySink, ChangelogTable
+from .source import CdcSource, DecimalHandling, Engine, SnapshotMode
+from .stack import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, SaslMechanism
+from .topic import CleanupPolicy, ImportedTopic, StreamingTopic
+from .units import FOREVER
+from .warehouse import MicroWarehouse, View
 
 __all__ = [
     "FOREVER",

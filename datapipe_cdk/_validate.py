@@ -51,9 +51,7 @@ def child_path(scope: object, construct_id: object, kind: str) -> str:
         raise DatapipeError(kind, "scope must be a construct (a stack or a construct inside one)", scope)
     parent = path_of(scope)
     if not isinstance(construct_id, str) or not _CONSTRUCT_ID.match(construct_id):
-        raise DatapipeError(
-            f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id
-        )
+        raise DatapipeError(f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id)
     known: set[str] | None = getattr(scope, "_datapipe_children", None)
     taken = construct_id in known if known is not None else scope.node.try_find_child(construct_id) is not None
     if taken:

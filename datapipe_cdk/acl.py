@@ -104,7 +104,9 @@ class KafkaAcl(Construct):
 
     @property
     def key(self) -> tuple[str, ...]:
-        return _key(self.principal, self.resource_type, self.resource_name, self.operation, self.pattern, self.permission, self.host)
+        return _key(
+            self.principal, self.resource_type, self.resource_name, self.operation, self.pattern, self.permission, self.host
+        )
 
     @classmethod
     def ensure(

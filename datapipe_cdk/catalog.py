@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ._validate import path_of
 from .dataset import Dataset
 from .governance import inventory
 from .governance.classification import ClassifiedColumn, changelog_columns, highest, view_columns
@@ -33,7 +34,7 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
         columns = inventory.topic_columns(topic)
         owner = inventory.topic_owner(topic)
         entries.append(_entry(
-            "topic", topic.name, topic.node.path, f"kafka://{kafka}/{topic.name}", [owner] if owner else [],
+            "topic", topic.name, path_of(topic), f"kafka://{kafka}/{topic.name}", [owner] if owner else [],
             None, columns, _retention(topic.retention, "retention.ms", broker_default=True),
             partitions=topic.partitions, cleanup_policy=topic.cleanup_policy.value,
         ))
@@ -43,7 +44,7 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
         for table in sink.tables:
             columns = changelog_columns(table)
             entries.append(_entry(
-                "table", f"{table.dataset.dataset_id}.{table.table_id}", f"{sink.node.path}/changelog-{table.captured.name}",
+                "table", f"{table.dataset.dataset_id}.{table.table_id}", f"{path_of(sink)}/changelog-{table.captured.name}",
                 _bigquery(stack, table.dataset.dataset_id, table.table_id), inventory.dataset_owners(table.dataset),
                 f"Changelog of {table.captured.qualified_name}: one row per change event", columns,
                 _retention(table.dataset.retention, "time_partitioning.expiration_ms"),
@@ -56,7 +57,7 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
             upstream = [f"{view.source.dataset.dataset_id}.{view.source.table_id}"] if view.source is not None \
                 else [f"{dataset.dataset_id}.{name}" for name in view.depends_on]
             entries.append(_entry(
-                "view", f"{dataset.dataset_id}.{view.name}", f"{warehouse.node.path}/view-{view.name}",
+                "view", f"{dataset.dataset_id}.{view.name}", f"{path_of(warehouse)}/view-{view.name}",
                 _bigquery(stack, dataset.dataset_id, view.name), inventory.dataset_owners(dataset),
                 f"Latest state of {view.source.captured.qualified_name}" if view.source is not None else "Team view (custom SQL)",
                 columns, {"setting": None, "ms": None, "days": None, "text": "not applicable: a view stores nothing"},
@@ -80,7 +81,7 @@ def _dataset_entry(stack: DataPipelineStack, dataset: Dataset) -> dict[str, Any]
         if warehouse.dataset is dataset:
             tables += [c for v in warehouse.views.values() for c in view_columns(warehouse, v)]
     entry = _entry(
-        "dataset", dataset.dataset_id, owner.node.path, _bigquery(stack, dataset.dataset_id), inventory.dataset_owners(dataset),
+        "dataset", dataset.dataset_id, path_of(owner), _bigquery(stack, dataset.dataset_id), inventory.dataset_owners(dataset),
         dataset.description, [], _retention(dataset.retention, "default_partition_expiration_ms"),
         holds_pii=dataset.holds_pii, readers=[str(p) for p in dataset.readers], region=stack.gcp.location,
     )

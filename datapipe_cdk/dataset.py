@@ -90,13 +90,28 @@ class Dataset(Construct):
         writers: object = (),
     ) -> None:
         """Validate everything a dataset needs before any construct is created."""
-        check.text(path, "dataset", dataset_id, pattern=_DATASET_ID, rule="must be a BigQuery dataset id (letters, digits, '_', at most 1024)")
+        check.text(
+            path,
+            "dataset",
+            dataset_id,
+            pattern=_DATASET_ID,
+            rule="must be a BigQuery dataset id (letters, digits, '_', at most 1024)",
+        )
         if dataset_id in stack.registry.datasets:
-            raise DatapipeError(path, f"dataset is already used in this stack by {stack.registry.datasets[dataset_id]}", dataset_id)
+            raise DatapipeError(
+                path, f"dataset is already used in this stack by {stack.registry.datasets[dataset_id]}", dataset_id
+            )
         if description is not None:
             check.text(path, "description", description, max_length=16384)
         for key, value in check.string_map(path, "labels", labels or {}).items():
-            check.text(path, "label key", key, pattern=_LABEL_KEY, rule="must be lowercase letters, digits, '_', '-' starting with a letter", max_length=63)
+            check.text(
+                path,
+                "label key",
+                key,
+                pattern=_LABEL_KEY,
+                rule="must be lowercase letters, digits, '_', '-' starting with a letter",
+                max_length=63,
+            )
             if not re.fullmatch(_LABEL_VALUE, value):
                 raise DatapipeError(path, f"label {key!r} value must be lowercase letters, digits, '_', '-' (at most 63)", value)
         check.flag(path, "holds_pii", holds_pii)
@@ -108,7 +123,9 @@ class Dataset(Construct):
                 if principal.is_kafka:
                     raise DatapipeError(path, f"{name} must be Google identities, not Kafka users", str(principal))
                 if principal.is_public:
-                    raise DatapipeError(path, f"{name} must not be public ({principal}); use grant_query(..., allow_public=True)", str(principal))
+                    raise DatapipeError(
+                        path, f"{name} must not be public ({principal}); use grant_query(..., allow_public=True)", str(principal)
+                    )
 
     @cached_property
     def dataset_id_ref(self) -> str:
@@ -167,7 +184,7 @@ class Dataset(Construct):
         )
 
 
-def _member_fields(principal: Principal) -> dict[str, str]:
+def _member_fields(principal: Principal) -> dict[str, Any]:
     kind = principal.kind
     if kind in (PrincipalKind.USER, PrincipalKind.SERVICE_ACCOUNT):
         return {"user_by_email": principal.name}

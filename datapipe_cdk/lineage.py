@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._validate import path_of
 from .governance import inventory
 from .governance.classification import (
     ClassifiedColumn,
@@ -118,15 +119,15 @@ class LineageGraph:
         project = stack.gcp.project
         for source in inventory.sources(stack):
             for captured in source.tables:
-                columns = captured_columns(captured, source.node.path)
+                columns = captured_columns(captured, path_of(source))
                 table = graph._add(LineageNode(
                     f"source:{source.node.id}/{captured.qualified_name}", "source_table", _source_namespace(source),
-                    _source_name(source, captured.qualified_name), source.node.path,
-                    tuple(source_columns(captured, source.node.path)),
+                    _source_name(source, captured.qualified_name), path_of(source),
+                    tuple(source_columns(captured, path_of(source))),
                     (captured.table.owner,) if captured.table.owner else (), captured.table.description))
                 topic = source.topic(captured.name)
                 owner = inventory.topic_owner(topic)
-                target = graph._add(LineageNode(f"topic:{topic.name}", "topic", kafka, topic.name, topic.node.path,
+                target = graph._add(LineageNode(f"topic:{topic.name}", "topic", kafka, topic.name, path_of(topic),
                                                 tuple(columns), (owner,) if owner else ()))
                 graph._connect(table, target, source.connector_name, "SOURCE_CONNECTOR", _mapping(columns, transformed=True))
         for sink in inventory.sinks(stack):
@@ -136,7 +137,7 @@ class LineageGraph:
                 target = graph._add(LineageNode(
                     f"table:{changelog.dataset.dataset_id}.{changelog.table_id}", "changelog_table", "bigquery",
                     f"{project}.{changelog.dataset.dataset_id}.{changelog.table_id}",
-                    f"{sink.node.path}/changelog-{changelog.captured.name}", tuple(columns), owners))
+                    f"{path_of(sink)}/changelog-{changelog.captured.name}", tuple(columns), owners))
                 graph._connect(graph.nodes[f"topic:{changelog.captured.topic_name}"], target, sink.connector_name,
                                "SINK_CONNECTOR", _mapping(columns, transformed=False))
         for warehouse in inventory.warehouses(stack):
@@ -145,7 +146,7 @@ class LineageGraph:
             for view in warehouse.views.values():
                 columns = view_columns(warehouse, view)
                 target = graph._add(LineageNode(f"view:{dataset}.{view.name}", "view", "bigquery",
-                                                f"{project}.{dataset}.{view.name}", f"{warehouse.node.path}/view-{view.name}",
+                                                f"{project}.{dataset}.{view.name}", f"{path_of(warehouse)}/view-{view.name}",
                                                 tuple(columns), owners))
                 job = f"{warehouse.node.id}.{view.name}"
                 if view.source is not None:

@@ -73,7 +73,9 @@ class Column:
         if self.info_type is not None:
             check.choice(path, f"column {self.name!r} info_type", self.info_type, InfoType)
             if self.classification is not Classification.PII:
-                raise DatapipeError(path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification)
+                raise DatapipeError(
+                    path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification
+                )
         if self.description is not None and not isinstance(self.description, str):
             raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
         return self
@@ -96,7 +98,10 @@ class Table:
         keys = check.sequence(path, f"tables[{name!r}].primary_key", self.primary_key)
         for key in keys:
             check.text(path, f"tables[{name!r}] primary key column", key, pattern=IDENTIFIER, rule="must be a SQL identifier")
-        columns = [check.instance(path, f"tables[{name!r}] column", c, Column).checked(path) for c in check.sequence(path, f"tables[{name!r}].columns", self.columns)]
+        columns = [
+            check.instance(path, f"tables[{name!r}] column", c, Column).checked(path)
+            for c in check.sequence(path, f"tables[{name!r}].columns", self.columns)
+        ]
         names = [c.name for c in columns]
         if len(set(names)) != len(names):
             raise DatapipeError(path, f"tables[{name!r}] lists a column twice", names)

@@ -138,7 +138,7 @@ class DataPipelineStack(TerraformStack):
         Governance.attach(self)
 
     @staticmethod
-    def of(scope: Construct) -> DataPipelineStack:
+    def of(scope: Construct) -> DataPipelineStack:  # type: ignore[override]
         """The pipeline stack a construct lives in."""
         found = getattr(scope, "pipeline", None)
         if isinstance(found, DataPipelineStack):
@@ -176,8 +176,7 @@ class DataPipelineStack(TerraformStack):
             "stack": self.node.id,
             "kafka": {
                 "bootstrap_servers": list(self.kafka.bootstrap_servers),
-                "security_protocol": ("SASL_" if self.kafka.sasl_username else "")
-                + ("SSL" if self.kafka.tls else "PLAINTEXT"),
+                "security_protocol": ("SASL_" if self.kafka.sasl_username else "") + ("SSL" if self.kafka.tls else "PLAINTEXT"),
                 "sasl_mechanism": self.kafka.sasl_mechanism.java_name if self.kafka.sasl_username else None,
             },
             "connect": {"url": self.connect.url},
@@ -206,10 +205,10 @@ class DataPipelineStack(TerraformStack):
         table[name] = path
 
     @staticmethod
-    def _check_settings(path: str, kafka: object, connect: object, gcp: object) -> None:
-        kafka = check.instance(path, "kafka", kafka, KafkaCluster)
-        connect = check.instance(path, "connect", connect, ConnectCluster)
-        gcp = check.instance(path, "gcp", gcp, GcpProject)
+    def _check_settings(path: str, kafka_settings: object, connect_settings: object, gcp_settings: object) -> None:
+        kafka: KafkaCluster = check.instance(path, "kafka", kafka_settings, KafkaCluster)
+        connect: ConnectCluster = check.instance(path, "connect", connect_settings, ConnectCluster)
+        gcp: GcpProject = check.instance(path, "gcp", gcp_settings, GcpProject)
         servers = check.sequence(path, "kafka.bootstrap_servers", kafka.bootstrap_servers)
         if not servers:
             raise DatapipeError(path, "kafka.bootstrap_servers must list at least one host:port", servers)
@@ -229,12 +228,24 @@ class DataPipelineStack(TerraformStack):
             raise DatapipeError(path, "connect.principal must be a Kafka user", str(principal))
         check.text(path, "connect.group_id", connect.group_id, pattern=r"[A-Za-z0-9._-]+", rule="must be a Kafka group id")
         for topic in check.sequence(path, "connect.internal_topics", connect.internal_topics):
-            check.text(path, "connect.internal_topics entry", topic, pattern=r"[A-Za-z0-9._-]{1,249}", rule="must be a topic name")
+            check.text(
+                path, "connect.internal_topics entry", topic, pattern=r"[A-Za-z0-9._-]{1,249}", rule="must be a topic name"
+            )
         check.flag(path, "connect.manage_acls", connect.manage_acls)
-        check.text(path, "gcp.project", gcp.project, pattern=_GCP_PROJECT, rule="must be a GCP project id (6-30 lowercase letters, digits, '-')")
-        check.text(path, "gcp.location", gcp.location, pattern=_LOCATION, rule="must be a BigQuery location such as US or europe-west1")
+        check.text(
+            path,
+            "gcp.project",
+            gcp.project,
+            pattern=_GCP_PROJECT,
+            rule="must be a GCP project id (6-30 lowercase letters, digits, '-')",
+        )
+        check.text(
+            path, "gcp.location", gcp.location, pattern=_LOCATION, rule="must be a BigQuery location such as US or europe-west1"
+        )
         if gcp.bigquery_endpoint is not None:
-            check.text(path, "gcp.bigquery_endpoint", gcp.bigquery_endpoint, pattern=r"https?://\S+", rule="must be an http(s) URL")
+            check.text(
+                path, "gcp.bigquery_endpoint", gcp.bigquery_endpoint, pattern=r"https?://\S+", rule="must be an http(s) URL"
+            )
         check.flag(path, "gcp.manage_iam", gcp.manage_iam)
 
     def _configure_providers(self) -> None:
@@ -270,9 +281,7 @@ class DataPipelineStack(TerraformStack):
             self,
             "google",
             project=self.gcp.project,
-            access_token=self.sensitive_variable(
-                "gcp_access_token", "OAuth token for the BigQuery endpoint"
-            ).string_value
+            access_token=self.sensitive_variable("gcp_access_token", "OAuth token for the BigQuery endpoint").string_value
             if endpoint
             else None,
             big_query_custom_endpoint=endpoint.rstrip("/") + "/bigquery/v2/" if endpoint else None,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._validate import path_of
 from .errors import DatapipeError
 from .principal import Principal
 from .sink import BigQuerySink
@@ -225,7 +226,7 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
             holds_pii=bool(data.get("holds_pii", False)),
         )
     governance = Governance.of(stack)
-    governance.declare_origin(warehouse.node.path, spec.at())
+    governance.declare_origin(path_of(warehouse), spec.at())
     for i, entry in enumerate(data["tables"]):
         where = ("tables", i)
         sink = sinks.get(entry["sink"])
@@ -244,11 +245,11 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
                                                                    f"(columns: {', '.join(known)})", column)
         with _at(spec, where):
             view = warehouse.expose(table, columns=entry.get("columns"), name=entry.get("as"))
-        governance.declare_origin(f"{warehouse.node.path}/view-{view.name}", spec.at(*where))
+        governance.declare_origin(f"{path_of(warehouse)}/view-{view.name}", spec.at(*where))
     for i, entry in enumerate(data.get("views", [])):
         with _at(spec, ("views", i)):
             warehouse.add_view(entry["name"], entry["sql"])
-        governance.declare_origin(f"{warehouse.node.path}/view-{entry['name']}", spec.at("views", i))
+        governance.declare_origin(f"{path_of(warehouse)}/view-{entry['name']}", spec.at("views", i))
     for i, entry in enumerate(data.get("temporary_grants", [])):
         where = ("temporary_grants", i)
         until = _timestamp(spec, (*where, "until"), entry["until"])

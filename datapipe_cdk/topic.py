@@ -30,8 +30,14 @@ class CleanupPolicy(Enum):
 
 
 def check_topic_name(path: str, name: object) -> str:
-    name = check.text(path, "topic name", name, pattern=_TOPIC, max_length=249,
-                      rule="may hold only letters, digits, '.', '_', '-' (1-249 characters)")
+    name = check.text(
+        path,
+        "topic name",
+        name,
+        pattern=_TOPIC,
+        max_length=249,
+        rule="may hold only letters, digits, '.', '_', '-' (1-249 characters)",
+    )
     if name in (".", ".."):
         raise DatapipeError(path, "topic name cannot be '.' or '..'", name)
     return name
@@ -60,8 +66,11 @@ class TopicReference(Construct):
         path = check.path_of(self)
         principal = _kafka_principal(path, principal)
         if (consumer_group is None) == (consumer_group_prefix is None):
-            raise DatapipeError(path, "grant_read needs exactly one of consumer_group or consumer_group_prefix",
-                                (consumer_group, consumer_group_prefix))
+            raise DatapipeError(
+                path,
+                "grant_read needs exactly one of consumer_group or consumer_group_prefix",
+                (consumer_group, consumer_group_prefix),
+            )
         group = consumer_group if consumer_group is not None else consumer_group_prefix
         check.text(path, "consumer group", group, pattern=_GROUP, rule="must be a Kafka group id")
         assert group is not None
@@ -73,13 +82,15 @@ class TopicReference(Construct):
         ]
         if until is not None:
             check.instance(path, "until", until, datetime)
-            self.temporary_grants.append({
-                "principal": principal.kafka,
-                "topic": self.name,
-                "access": "read",
-                "until": to_rfc3339(until),
-                "acls": [list(a.key) for a in acls],
-            })
+            self.temporary_grants.append(
+                {
+                    "principal": principal.kafka,
+                    "topic": self.name,
+                    "access": "read",
+                    "until": to_rfc3339(until),
+                    "acls": [list(a.key) for a in acls],
+                }
+            )
         return acls
 
     def grant_write(
@@ -147,7 +158,11 @@ class StreamingTopic(TopicReference):
         collision = _collision_key(name)
         for other, other_path in stack.registry.topics.items():
             if other != name and _collision_key(other) == collision:
-                raise DatapipeError(path, f"topic name collides with {other!r} ({other_path}): Kafka treats '.' and '_' alike in metric names", name)
+                raise DatapipeError(
+                    path,
+                    f"topic name collides with {other!r} ({other_path}): Kafka treats '.' and '_' alike in metric names",
+                    name,
+                )
         stack.claim("topic", name, path)
 
         super().__init__(scope, topic_id)
@@ -205,8 +220,8 @@ class ImportedTopic(TopicReference):
         return self.name
 
 
-def _kafka_principal(path: str, principal: object) -> Principal:
-    principal = check.instance(path, "principal", principal, Principal)
+def _kafka_principal(path: str, value: object) -> Principal:
+    principal: Principal = check.instance(path, "principal", value, Principal)
     if not principal.is_kafka:
         raise DatapipeError(path, "Kafka grants need a Kafka user (Principal.kafka_user)", str(principal))
     return principal

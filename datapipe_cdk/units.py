@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 FOREVER = timedelta.max
 """Retention that never expires (Kafka ``retention.ms=-1``)."""
@@ -18,5 +18,5 @@ def to_millis(duration: timedelta) -> int:
 def to_rfc3339(moment: datetime) -> str:
     """UTC RFC 3339 timestamp for IAM condition expressions (naive times are taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from datapipe_cdk import _toolchain
 from integration.launcher import databases, kafka, tokens
@@ -61,6 +62,24 @@ def synth(cfg: StackConfig) -> Path:
     env = {**os.environ, "DATAPIPE_PROFILE": "local", "DATAPIPE_STATE_DIR": str(cfg.run_dir / "terraform")}
     subprocess.run([sys.executable, str(ROOT / "stacks" / "main.py"), "--outdir", str(OUTDIR)], check=True, env=env, cwd=ROOT)
     return OUTDIR
+
+
+def synthesized(stack: str) -> dict[str, Any]:
+    """The synthesized Terraform JSON of one example stack (run :func:`synth` first)."""
+    path = OUTDIR / "stacks" / stack / "cdk.tf.json"
+    if not path.is_file():
+        raise DeployError(f"{path} missing: run python -m integration.deploy plan (it synthesizes first)")
+    return dict(json.loads(path.read_text()))
+
+
+def resources(stack: str, kind: str) -> list[dict[str, Any]]:
+    """Every synthesized resource of one Terraform type (e.g. ``kafka_topic``) in a stack."""
+    return list(synthesized(stack).get("resource", {}).get(kind, {}).values())
+
+
+def connector_names(stacks: Sequence[str] = STACKS) -> list[str]:
+    """Names of the Kafka Connect connectors the stacks declare."""
+    return [str(item["name"]) for stack in stacks for item in resources(stack, "kafka-connect_connector")]
 
 
 def tofu(cfg: StackConfig, stack: str, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -31,9 +31,23 @@ def _port(name: str, default: int) -> int:
     return int(os.environ.get(f"DATAPIPE_{name}_PORT", default))
 
 
+def _source_address(name: str, default_port: int) -> tuple[str, int]:
+    """Where the Connect worker reaches a database: ``DATAPIPE_<NAME>_ADDRESS=host:port`` (docker-compose
+    runs Connect beside the databases, e.g. ``mariadb:3306``), else the launcher's 127.0.0.1 port."""
+    raw = os.environ.get(f"DATAPIPE_{name}_ADDRESS")
+    if not raw:
+        return "127.0.0.1", _port(name, default_port)
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"DATAPIPE_{name}_ADDRESS must be host:port, got {raw!r}")
+    return host, int(port)
+
+
 def current() -> Profile:
     name = os.environ.get("DATAPIPE_PROFILE", "production")
     if name == "local":
+        mysql_host, mysql_port = _source_address("MARIADB", 13306)
+        postgres_host, postgres_port = _source_address("POSTGRES", 15432)
         return Profile(
             name="local",
             kafka=KafkaCluster(bootstrap_servers=[f"127.0.0.1:{_port('KAFKA', 19092)}"], brokers=1, tls=False,
@@ -43,10 +57,10 @@ def current() -> Profile:
             gcp=GcpProject(project=os.environ.get("DATAPIPE_GCP_PROJECT", "datapipe-local"), location="US",
                            bigquery_endpoint=f"http://127.0.0.1:{_port('BIGQUERY', 19050)}", manage_iam=False),
             mysql_engine=Engine.MARIADB,
-            mysql_host="127.0.0.1",
-            mysql_port=_port("MARIADB", 13306),
-            postgres_host="127.0.0.1",
-            postgres_port=_port("POSTGRES", 15432),
+            mysql_host=mysql_host,
+            mysql_port=mysql_port,
+            postgres_host=postgres_host,
+            postgres_port=postgres_port,
             state_dir=os.environ.get("DATAPIPE_STATE_DIR"),
         )
     if name != "production":

@@ -69,7 +69,7 @@ def test_no_secret_value_reaches_synthesized_json(production):
             for key, value in connector["config"].items():
                 assert not any(word in key.lower() for word in ("password", "keyfile", "jaas")), key
                 assert "BEGIN PRIVATE KEY" not in value
-    assert "private_key\": \"" not in text
+    assert 'private_key": "' not in text
 
 
 def test_import_does_not_load_heavy_or_runtime_modules():

@@ -51,9 +51,26 @@ def test_streaming_topic_arguments(arg, value):
     _only_our_error(lambda: StreamingTopic(stack, "t", **kwargs))
 
 
-SOURCE_ARGS = ["engine", "host", "database", "tables", "port", "schema", "username", "topic_prefix", "snapshot_mode",
-               "heartbeat", "masked", "hashed", "excluded", "partitions", "retention", "server_id", "decimal_handling",
-               "extra_config"]
+SOURCE_ARGS = [
+    "engine",
+    "host",
+    "database",
+    "tables",
+    "port",
+    "schema",
+    "username",
+    "topic_prefix",
+    "snapshot_mode",
+    "heartbeat",
+    "masked",
+    "hashed",
+    "excluded",
+    "partitions",
+    "retention",
+    "server_id",
+    "decimal_handling",
+    "extra_config",
+]
 
 
 @FUZZ
@@ -65,8 +82,23 @@ def test_cdc_source_arguments(arg, value):
 
 
 @FUZZ
-@given(arg=st.sampled_from(["dataset", "tables", "description", "labels", "holds_pii", "retention", "owners",
-                            "readers", "deletion_protection", "source"]), value=junk)
+@given(
+    arg=st.sampled_from(
+        [
+            "dataset",
+            "tables",
+            "description",
+            "labels",
+            "holds_pii",
+            "retention",
+            "owners",
+            "readers",
+            "deletion_protection",
+            "source",
+        ]
+    ),
+    value=junk,
+)
 def test_sink_arguments(arg, value):
     stack = make_stack()
     source = CdcSource(stack, "s", engine="mysql", host="db", database="d", tables={"t": ["id"]})
@@ -75,8 +107,12 @@ def test_sink_arguments(arg, value):
 
 
 @FUZZ
-@given(arg=st.sampled_from(["owners", "readers", "writers", "dataset", "description", "labels", "retention",
-                            "holds_pii", "deletion_protection"]), value=junk)
+@given(
+    arg=st.sampled_from(
+        ["owners", "readers", "writers", "dataset", "description", "labels", "retention", "holds_pii", "deletion_protection"]
+    ),
+    value=junk,
+)
 def test_warehouse_arguments(arg, value):
     stack = make_stack()
     kwargs: dict[str, Any] = {"owners": [Principal.group("o@acme.com")], arg: value}
@@ -84,18 +120,29 @@ def test_warehouse_arguments(arg, value):
 
 
 @FUZZ
-@given(arg=st.sampled_from(["principal", "resource_type", "resource_name", "operation", "pattern", "permission",
-                            "host", "allow_public"]), value=junk)
+@given(
+    arg=st.sampled_from(
+        ["principal", "resource_type", "resource_name", "operation", "pattern", "permission", "host", "allow_public"]
+    ),
+    value=junk,
+)
 def test_kafka_acl_arguments(arg, value):
     stack = make_stack()
-    kwargs: dict[str, Any] = {"principal": Principal.kafka_user("u"), "resource_type": "Topic",
-                              "resource_name": "t", "operation": "Read", arg: value}
+    kwargs: dict[str, Any] = {
+        "principal": Principal.kafka_user("u"),
+        "resource_type": "Topic",
+        "resource_name": "t",
+        "operation": "Read",
+        arg: value,
+    }
     _only_our_error(lambda: KafkaAcl(stack, "a", **kwargs))
 
 
 @FUZZ
-@given(maker=st.sampled_from(["kafka_user", "user", "group", "service_account", "domain", "parse_iam_member",
-                              "parse_kafka"]), value=junk)
+@given(
+    maker=st.sampled_from(["kafka_user", "user", "group", "service_account", "domain", "parse_iam_member", "parse_kafka"]),
+    value=junk,
+)
 def test_principal_constructors(maker, value):
     _only_our_error(lambda: getattr(Principal, maker)(value))
 

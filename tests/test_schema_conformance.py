@@ -37,11 +37,14 @@ def test_a_misspelled_attribute_fails_naming_resource_and_attribute(stack):
 
 
 def test_wrong_types_blocks_and_computed_attributes_are_reported():
-    doc = {"resource": {
-        "kafka_topic": {"t": {"name": "t", "partitions": "three", "replication_factor": 1, "id": "x"}},
-        "google_bigquery_table": {"v": {"dataset_id": "d", "table_id": "v", "view": "SELECT 1",
-                                        "labels": [{"a": "b"}], "creation_time": 5}},
-    }}
+    doc = {
+        "resource": {
+            "kafka_topic": {"t": {"name": "t", "partitions": "three", "replication_factor": 1, "id": "x"}},
+            "google_bigquery_table": {
+                "v": {"dataset_id": "d", "table_id": "v", "view": "SELECT 1", "labels": [{"a": "b"}], "creation_time": 5}
+            },
+        }
+    }
     errors = conformance_errors(doc)
     assert "kafka_topic.t.partitions: expected number, got str 'three'" in errors
     assert "google_bigquery_table.v.view: is a block, given as an attribute value 'SELECT 1'" in errors

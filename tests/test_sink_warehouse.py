@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlglot
@@ -14,8 +14,16 @@ ORDERS = Table(["id"], [Column("id", ColumnType.INT64), Column("amount", ColumnT
 
 
 def _pipeline(stack, **sink_kwargs):
-    source = CdcSource(stack, "db", engine="mysql", host="db", database="shop",
-                       tables={"orders": ORDERS, "events": []}, topic_prefix="shop", masked={"orders": ["email"]})
+    source = CdcSource(
+        stack,
+        "db",
+        engine="mysql",
+        host="db",
+        database="shop",
+        tables={"orders": ORDERS, "events": []},
+        topic_prefix="shop",
+        masked={"orders": ["email"]},
+    )
     sink = BigQuerySink(stack, "raw", source=source, dataset="shop_raw", tables=["orders"], **sink_kwargs)
     return source, sink
 
@@ -31,8 +39,18 @@ def test_sink_creates_dataset_changelog_table_dead_letter_topic_and_connector(st
     assert dataset["default_partition_expiration_ms"] == 30 * 86400 * 1000
     table = _by_name(doc, "google_bigquery_table", "table_id", "shop_shop_orders")
     fields = json.loads(table["schema"])
-    assert [f["name"] for f in fields] == ["id", "amount", "email", "__op", "__deleted", "__source_ts_ms",
-                                           "__file", "__pos", "__row", "_kafka"]
+    assert [f["name"] for f in fields] == [
+        "id",
+        "amount",
+        "email",
+        "__op",
+        "__deleted",
+        "__source_ts_ms",
+        "__file",
+        "__pos",
+        "__row",
+        "_kafka",
+    ]
     assert table["lifecycle"]["ignore_changes"] == ["schema"]
     assert table["dataset_id"].startswith("${google_bigquery_dataset.")
     assert "dlq.raw" in {t["name"] for t in resources(doc, "kafka_topic")}
@@ -74,8 +92,13 @@ def test_sink_without_iam_management_reads_key_from_sensitive_variable():
 
 def test_expose_creates_latest_state_view_authorized_on_raw_dataset(stack):
     _, sink = _pipeline(stack)
-    finance = MicroWarehouse(stack, "finance", owners=[Principal.group("fin-eng@acme.com")],
-                             readers=[Principal.group("fin@acme.com")], retention=timedelta(days=365))
+    finance = MicroWarehouse(
+        stack,
+        "finance",
+        owners=[Principal.group("fin-eng@acme.com")],
+        readers=[Principal.group("fin@acme.com")],
+        retention=timedelta(days=365),
+    )
     view = finance.expose(sink.table("orders"))
     doc = synth_stack(stack)
     views = [t for t in resources(doc, "google_bigquery_table") if "view" in t]
@@ -94,8 +117,11 @@ def test_expose_creates_latest_state_view_authorized_on_raw_dataset(stack):
     assert len(authorized) == 1
     assert authorized[0]["view"][0]["project_id"] == "acme-data"
     assert authorized[0]["dataset_id"].startswith("${google_bigquery_dataset.raw_dataset")
-    roles = sorted((a.get("role"), a.get("group_by_email")) for a in resources(doc, "google_bigquery_dataset_access")
-                   if a.get("group_by_email"))
+    roles = sorted(
+        (a.get("role"), a.get("group_by_email"))
+        for a in resources(doc, "google_bigquery_dataset_access")
+        if a.get("group_by_email")
+    )
     assert roles == [("OWNER", "fin-eng@acme.com"), ("READER", "fin@acme.com")]
 
 
@@ -111,8 +137,16 @@ def test_expose_with_columns_selects_only_them(stack):
 
 def test_postgres_views_order_by_lsn():
     stack = make_stack()
-    source = CdcSource(stack, "pg", engine="postgresql", host="db", database="shop", schema="public",
-                       tables={"orders": ["id"]}, topic_prefix="pg")
+    source = CdcSource(
+        stack,
+        "pg",
+        engine="postgresql",
+        host="db",
+        database="shop",
+        schema="public",
+        tables={"orders": ["id"]},
+        topic_prefix="pg",
+    )
     sink = BigQuerySink(stack, "raw", source=source, dataset="pg_raw")
     wh = MicroWarehouse(stack, "wh", owners=[Principal.group("o@acme.com")])
     assert "ORDER BY `__lsn` DESC, `_kafka`.`offset` DESC" in wh.expose(sink.table("orders")).sql
@@ -134,7 +168,7 @@ def test_add_view_renders_refs_and_depends_on_them(stack):
 
 def test_grant_query_until_compiles_to_iam_condition(stack):
     wh = MicroWarehouse(stack, "finance", owners=[Principal.group("o@acme.com")])
-    wh.grant_query(Principal.user("auditor@acme.com"), until=datetime(2027, 3, 31, 12, tzinfo=timezone.utc))
+    wh.grant_query(Principal.user("auditor@acme.com"), until=datetime(2027, 3, 31, 12, tzinfo=UTC))
     doc = synth_stack(stack)
     access = next(a for a in resources(doc, "google_bigquery_dataset_access") if a.get("user_by_email") == "auditor@acme.com")
     assert access["role"] == "READER"
@@ -152,13 +186,16 @@ def test_public_access_is_refused_unless_allowed(stack):
         MicroWarehouse(stack, "open", owners=[Principal.group("o@acme.com")], readers=[Principal.all_authenticated_users()])
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"dataset": "bad-name"}, "dataset must be a BigQuery dataset id"),
-    ({"owners": []}, "a warehouse needs at least one owner"),
-    ({"labels": {"Team": "x"}}, "label key must be lowercase"),
-    ({"retention": timedelta(minutes=5)}, "retention must be longer than"),
-    ({"readers": [Principal.kafka_user("x")]}, "readers must be Google identities"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dataset": "bad-name"}, "dataset must be a BigQuery dataset id"),
+        ({"owners": []}, "a warehouse needs at least one owner"),
+        ({"labels": {"Team": "x"}}, "label key must be lowercase"),
+        ({"retention": timedelta(minutes=5)}, "retention must be longer than"),
+        ({"readers": [Principal.kafka_user("x")]}, "readers must be Google identities"),
+    ],
+)
 def test_bad_warehouse_input(stack, kwargs, message):
     args = {"owners": [Principal.group("o@acme.com")], **kwargs}
     with pytest.raises(DatapipeError, match=message):

@@ -14,8 +14,13 @@ def _connector(doc, name):
 
 
 def _source(stack, **overrides):
-    kwargs = dict(engine="mysql", host="payments-mysql", database="payments",
-                  tables={"orders": ["id"], "refunds": ["id"], "accounts": ["id"]}, topic_prefix="payments")
+    kwargs = dict(
+        engine="mysql",
+        host="payments-mysql",
+        database="payments",
+        tables={"orders": ["id"], "refunds": ["id"], "accounts": ["id"]},
+        topic_prefix="payments",
+    )
     kwargs.update(overrides)
     return CdcSource(stack, "payments-db", **kwargs)
 
@@ -24,8 +29,11 @@ def test_cdc_source_creates_one_topic_per_table_plus_history_and_heartbeat(stack
     _source(stack, heartbeat=timedelta(seconds=10))
     topics = {t["name"]: t for t in resources(synth_stack(stack), "kafka_topic")}
     assert set(topics) == {
-        "payments.payments.orders", "payments.payments.refunds", "payments.payments.accounts",
-        "_schema-history.payments", "__debezium-heartbeat.payments",
+        "payments.payments.orders",
+        "payments.payments.refunds",
+        "payments.payments.accounts",
+        "_schema-history.payments",
+        "__debezium-heartbeat.payments",
     }
     history = topics["_schema-history.payments"]
     assert history["partitions"] == 1
@@ -47,10 +55,13 @@ def test_postgres_topics_use_schema_and_no_history(stack):
     assert "schema.history.internal.kafka.topic" not in config
 
 
-@pytest.mark.parametrize(("engine", "connector_class"), [
-    ("mysql", "io.debezium.connector.mysql.MySqlConnector"),
-    ("mariadb", "io.debezium.connector.mariadb.MariaDbConnector"),
-])
+@pytest.mark.parametrize(
+    ("engine", "connector_class"),
+    [
+        ("mysql", "io.debezium.connector.mysql.MySqlConnector"),
+        ("mariadb", "io.debezium.connector.mariadb.MariaDbConnector"),
+    ],
+)
 def test_binlog_connector_config(stack, engine, connector_class):
     _source(stack, engine=engine, snapshot_mode=SnapshotMode.NO_DATA, server_id=4242)
     config = _connector(synth_stack(stack), "payments-db")["config"]
@@ -96,8 +107,11 @@ def test_connector_depends_on_its_topics_and_acls(stack):
 
 def test_connect_principal_gets_prefixed_write_and_history_acls(stack):
     _source(stack)
-    rows = {(a["resource_type"], a["resource_name"], a["resource_pattern_type_filter"], a["acl_operation"])
-            for a in resources(synth_stack(stack), "kafka_acl") if a["acl_principal"] == "User:connect"}
+    rows = {
+        (a["resource_type"], a["resource_name"], a["resource_pattern_type_filter"], a["acl_operation"])
+        for a in resources(synth_stack(stack), "kafka_acl")
+        if a["acl_principal"] == "User:connect"
+    }
     assert ("Topic", "payments.", "Prefixed", "Write") in rows
     assert ("Topic", "_schema-history.payments", "Literal", "Read") in rows
     assert ("Group", "payments-schemahistory", "Literal", "Read") in rows
@@ -111,19 +125,22 @@ def test_topic_accessor_returns_the_table_topic(stack):
         source.topic("nope")
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"engine": "oracle"}, "engine must be one of 'mysql', 'mariadb', 'postgresql', got 'oracle'"),
-    ({"tables": {}}, "tables must name at least one table"),
-    ({"tables": {"bad-name": ["id"]}}, "table name must be a table name"),
-    ({"port": 70000}, "port must be <= 65535, got 70000"),
-    ({"host": "bad host"}, "host must be a host name"),
-    ({"masked": {"ghost": ["x"]}}, "masked names a table that is not captured"),
-    ({"masked": {"orders": ["id"]}}, "primary key column orders.id cannot be masked"),
-    ({"masked": {"accounts": ["email"]}, "excluded": {"accounts": ["email"]}}, "has two treatments"),
-    ({"tables": {"orders": Table(["id"], [Column("amount")])}}, "primary key columns must be among its columns"),
-    ({"heartbeat": timedelta(0)}, "heartbeat must be longer than"),
-    ({"topic_prefix": "bad prefix"}, "topic_prefix may hold only"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"engine": "oracle"}, "engine must be one of 'mysql', 'mariadb', 'postgresql', got 'oracle'"),
+        ({"tables": {}}, "tables must name at least one table"),
+        ({"tables": {"bad-name": ["id"]}}, "table name must be a table name"),
+        ({"port": 70000}, "port must be <= 65535, got 70000"),
+        ({"host": "bad host"}, "host must be a host name"),
+        ({"masked": {"ghost": ["x"]}}, "masked names a table that is not captured"),
+        ({"masked": {"orders": ["id"]}}, "primary key column orders.id cannot be masked"),
+        ({"masked": {"accounts": ["email"]}, "excluded": {"accounts": ["email"]}}, "has two treatments"),
+        ({"tables": {"orders": Table(["id"], [Column("amount")])}}, "primary key columns must be among its columns"),
+        ({"heartbeat": timedelta(0)}, "heartbeat must be longer than"),
+        ({"topic_prefix": "bad prefix"}, "topic_prefix may hold only"),
+    ],
+)
 def test_bad_source_input(stack, overrides, message):
     with pytest.raises(DatapipeError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")) as error:
         _source(stack, **overrides)

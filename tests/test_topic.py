@@ -10,9 +10,17 @@ from .conftest import make_stack, resources, synth_stack
 
 
 def test_streaming_topic_synthesizes_partitions_replication_and_retention_in_ms(stack):
-    StreamingTopic(stack, "orders", name="payments.orders", partitions=6, replication_factor=3,
-                   retention=timedelta(days=7), cleanup_policy=CleanupPolicy.COMPACT_DELETE,
-                   min_compaction_lag=timedelta(minutes=5), config={"max.message.bytes": "1048576"})
+    StreamingTopic(
+        stack,
+        "orders",
+        name="payments.orders",
+        partitions=6,
+        replication_factor=3,
+        retention=timedelta(days=7),
+        cleanup_policy=CleanupPolicy.COMPACT_DELETE,
+        min_compaction_lag=timedelta(minutes=5),
+        config={"max.message.bytes": "1048576"},
+    )
     [topic] = resources(synth_stack(stack), "kafka_topic")
     assert topic["name"] == "payments.orders"
     assert topic["partitions"] == 6
@@ -49,7 +57,10 @@ def test_replication_factor_defaults_to_min_of_three_and_brokers():
         ({"name": "t", "replication_factor": 0}, "replication_factor must be >= 1, got 0"),
         ({"name": "t", "retention": timedelta(0)}, "retention must be longer than 0:00:00"),
         ({"name": "t", "retention": timedelta(seconds=-5)}, "retention must be longer than"),
-        ({"name": "t", "cleanup_policy": "compress"}, "cleanup_policy must be one of 'delete', 'compact', 'compact,delete', got 'compress'"),
+        (
+            {"name": "t", "cleanup_policy": "compress"},
+            "cleanup_policy must be one of 'delete', 'compact', 'compact,delete', got 'compress'",
+        ),
         ({"name": "t", "config": {"retention.ms": "5"}}, "config must not set 'retention.ms'"),
         ({"name": "t", "partitions": "3"}, "partitions must be an integer, got '3'"),
     ],
@@ -68,7 +79,7 @@ def test_duplicate_topic_names_in_one_stack_are_refused(stack):
 
 def test_topics_differing_only_by_dot_and_underscore_collide(stack):
     StreamingTopic(stack, "a", name="pay.orders")
-    with pytest.raises(DatapipeError, match="collides with 'pay.orders'"):
+    with pytest.raises(DatapipeError, match=r"collides with 'pay\.orders'"):
         StreamingTopic(stack, "b", name="pay_orders")
 
 

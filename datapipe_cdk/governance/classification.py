@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .._validate import path_of
 from ..schema import CapturedTable, Classification, ColumnType, InfoType, Treatment
 from ..sink import ChangelogTable
 from ..warehouse import MicroWarehouse, View
@@ -81,7 +82,7 @@ def captured_columns(captured: CapturedTable, source_path: str) -> list[Classifi
 
 
 def changelog_columns(table: ChangelogTable) -> list[ClassifiedColumn]:
-    return captured_columns(table.captured, table.sink.source.node.path)
+    return captured_columns(table.captured, path_of(table.sink.source))
 
 
 def view_columns(warehouse: MicroWarehouse, view: View) -> list[ClassifiedColumn]:

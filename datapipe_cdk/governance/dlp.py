@@ -15,6 +15,7 @@ from datetime import timedelta
 from constructs import Construct
 
 from .. import _validate as check
+from .._validate import path_of
 from ..dataset import Dataset
 from ..errors import DatapipeError
 from ..principal import Principal
@@ -108,7 +109,7 @@ class DlpInspection(Construct):
             parent=parent,
             trigger_id=_resource_id(f"{dataset}-{table.table_id}"),
             display_name=f"Scan {dataset}.{table.table_id}",
-            description=f"Looks for PII in {dataset}.{table.table_id}, declared clean by {table.sink.node.path}",
+            description=f"Looks for PII in {dataset}.{table.table_id}, declared clean by {path_of(table.sink)}",
             status="HEALTHY",
             triggers=[{"schedule": [{"recurrence_period_duration": f"{int(every.total_seconds())}s"}]}],
             inspect_job={

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from constructs import Construct
 
+from .._validate import path_of
 from ..dataset import Dataset
 from ..sink import BigQuerySink
 from ..source import CdcSource
@@ -111,7 +112,7 @@ def topic_columns(topic: StreamingTopic) -> list[ClassifiedColumn]:
     if isinstance(parent, CdcSource):
         for captured in parent.tables:
             if parent.topic(captured.name) is topic:
-                return captured_columns(captured, parent.node.path)
+                return captured_columns(captured, path_of(parent))
     if isinstance(parent, BigQuerySink):
         return [c for table in parent.tables for c in changelog_columns(table)]
     return []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from .._validate import path_of
 from ..acl import KafkaAcl, Permission
 from ..providers.google import BigqueryDatasetAccess, ProjectIamMember
 from ..units import FOREVER
@@ -64,14 +65,14 @@ class PiiOnlyInPiiDatasets(Policy):
             if sink.dataset.holds_pii:
                 continue
             for table in sink.tables:
-                path = f"{sink.node.path}/changelog-{table.captured.name}"
+                path = f"{path_of(sink)}/changelog-{table.captured.name}"
                 yield from self._report(path, changelog_columns(table), sink.dataset.dataset_id)
         for warehouse in inventory.warehouses(stack):
             if warehouse.dataset.holds_pii:
                 continue
             for view in warehouse.views.values():
                 if view.source is not None:
-                    yield from self._report(f"{warehouse.node.path}/view-{view.name}", view_columns(warehouse, view),
+                    yield from self._report(f"{path_of(warehouse)}/view-{view.name}", view_columns(warehouse, view),
                                             warehouse.dataset.dataset_id)
 
     def _report(self, path: str, columns: list[ClassifiedColumn], dataset: str) -> Iterator[Violation]:
@@ -125,8 +126,8 @@ class PiiTopicRetention(Policy):
             columns = ", ".join(c.qualified for c in exposed)
             now = "keeps it forever" if retention == FOREVER else "has no retention.ms (broker default)" if retention is None \
                 else f"keeps it {retention.days} days"
-            where = topic.node.scope.node.path if topic.node.scope is not None else topic.node.path
-            yield self.violation(topic.node.path, f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
+            where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
+            yield self.violation(path_of(topic), f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
                                                   f"set retention= at most {self.maximum.days} days on {where}")
 
 
@@ -143,15 +144,15 @@ class NoPublicPrincipals(Policy):
                 dataset = access.node.scope
                 name = getattr(dataset, "dataset_id", "?")
                 role = access.attributes.get("role")
-                yield self.violation(access.node.path, f"dataset {name} grants {role} to {member} (public); "
+                yield self.violation(path_of(access), f"dataset {name} grants {role} to {member} (public); "
                                                        "grant a group or user instead")
         for member in inventory.find(stack, ProjectIamMember):
             if member.attributes.get("member") in _PUBLIC_MEMBERS:
-                yield self.violation(member.node.path, f"project role {member.attributes['role']} is granted to "
+                yield self.violation(path_of(member), f"project role {member.attributes['role']} is granted to "
                                                        f"{member.attributes['member']} (public); grant a group or user instead")
         for acl in inventory.find(stack, KafkaAcl):
             if acl.resource_name == "*" and acl.permission is Permission.ALLOW:
-                yield self.violation(acl.node.path, f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
+                yield self.violation(path_of(acl), f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
                                                     f"{acl.resource_type.value} ('*'); name the resource instead")
 
 
@@ -169,8 +170,8 @@ class OwnerRequired(Policy):
                                            f"pass owners=[Principal.group(...)] to {path}")
         for topic in inventory.topics(stack):
             if inventory.topic_owner(topic) is None:
-                where = topic.node.scope.node.path if topic.node.scope is not None else topic.node.path
-                yield self.violation(topic.node.path, f"topic {topic.name} has no owner; "
+                where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
+                yield self.violation(path_of(topic), f"topic {topic.name} has no owner; "
                                                       f"pass owner=Principal.group(...) to {where}")
 
 

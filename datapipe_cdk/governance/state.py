@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import jsii
 from constructs import Construct, IValidation
 
+from .._validate import path_of
 from ..errors import DatapipeError
 from . import inventory
 from .policy import Policy, Violation, default_policies
@@ -79,21 +80,21 @@ class Governance:
 
     def add_policy(self, policy: Policy) -> None:
         if not isinstance(policy, Policy):
-            raise DatapipeError(self.stack.node.path, "add_policy needs a governance.Policy", policy)
+            raise DatapipeError(path_of(self.stack), "add_policy needs a governance.Policy", policy)
         if policy.name in self.policy_names:
-            raise DatapipeError(self.stack.node.path, "a policy with this name is already active; use replace_policy",
+            raise DatapipeError(path_of(self.stack), "a policy with this name is already active; use replace_policy",
                                 policy.name)
         self.policies.append(policy)
 
     def replace_policy(self, policy: Policy) -> None:
         """Swap a built-in for a configured one, e.g. ``PiiDatasetRetention(maximum=timedelta(days=365))``."""
         if policy.name not in self.policy_names:
-            raise DatapipeError(self.stack.node.path, f"no active policy named so (active: {self.policy_names})", policy.name)
+            raise DatapipeError(path_of(self.stack), f"no active policy named so (active: {self.policy_names})", policy.name)
         self.policies = [policy if p.name == policy.name else p for p in self.policies]
 
     def opt_out(self, construct: Construct, policy: str | Policy | type[Policy], reason: str) -> OptOut:
         """Exempt ``construct`` (and what is under it) from ``policy``; the reason is published in the manifest."""
-        path = construct.node.path if isinstance(construct, Construct) else str(construct)
+        path = path_of(construct) if isinstance(construct, Construct) else str(construct)
         name = policy if isinstance(policy, str) else policy.name
         if name not in self.policy_names:
             raise DatapipeError(path, f"opt_out names an unknown policy (active: {', '.join(self.policy_names)})", name)
@@ -131,7 +132,7 @@ class Governance:
     def _describe(self, manifest: dict[str, Any]) -> None:
         kafka = [grant for topic in inventory.topic_references(self.stack) for grant in topic.temporary_grants]
         bigquery = [
-            {**grant, "expires": _expiry(grant.get("until", "")), "dataset": w.dataset.dataset_id, "path": w.node.path}
+            {**grant, "expires": _expiry(grant.get("until", "")), "dataset": w.dataset.dataset_id, "path": path_of(w)}
             for w in inventory.warehouses(self.stack)
             for grant in w.temporary_grants
         ]

@@ -1,0 +1,237 @@
+"""Fixtures of the integration tier: one session-wide deployed stack, on one of two backends.
+
+``local``   the launcher's processes (``python -m integration.launcher``), the default here;
+``compose`` ``integration/docker-compose.yml`` through pytest-docker, when a Docker engine answers.
+
+Either way the fixture starts only what is not running, deploys the example pipelines with OpenTofu
+(``integration.deploy``), and at the end destroys what it deployed and stops what it started, by PID
+(local) or with ``docker compose down`` (compose). Missing prerequisites make the tests SKIP with the
+command that provides them. ``DATAPIPE_STACK_BACKEND=local|compose`` runs one backend only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration import deploy, flow
+from integration.launcher import _process, connect, kafka
+from integration.launcher.config import StackConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = Path(__file__).resolve().parent / "docker-compose.yml"
+BACKENDS = ("local", "compose")
+CONNECTORS_TIMEOUT_S = 120.0
+EXTRA_KAFKA_USERS = ("fraud-detector", "analyst")
+"""Principals the example grants topics to; the tests log in as them."""
+
+
+@dataclass
+class DeployedStack:
+    """What the tests need: where things listen, and what the fixture must undo."""
+
+    backend: str
+    cfg: StackConfig
+    started: bool
+    deployed: bool
+
+
+def _selected_backends() -> tuple[str, ...]:
+    chosen = os.environ.get("DATAPIPE_STACK_BACKEND")
+    return (chosen,) if chosen else BACKENDS
+
+
+def _missing_local_prerequisite(cfg: StackConfig) -> str | None:
+    """Why the local backend cannot run, with the command that fixes it; None when it can."""
+    from datapipe_cdk import _toolchain
+
+    if shutil.which("java") is None:
+        return "no Java 17+ on PATH: run make stack-deps (installs openjdk-17 as root)"
+    if not kafka.libs_dir(cfg).is_dir() or not connect.plugins_dir(cfg).is_dir():
+        return f"Kafka/Connect jars missing in {cfg.stack_cache}: run make stack-deps"
+    try:
+        _toolchain.check()
+    except _toolchain.ToolchainError as error:
+        return f"OpenTofu toolchain missing ({error}): run make toolchain"
+    return None
+
+
+def _healthy(cfg: StackConfig) -> bool:
+    result = subprocess.run([sys.executable, "-m", "integration.launcher", "status"], cwd=ROOT, capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def _launcher(command: str) -> None:
+    subprocess.run([sys.executable, "-m", "integration.launcher", command], cwd=ROOT, check=True, timeout=600)
+
+
+def _has_resources(cfg: StackConfig, stack: str) -> bool:
+    state = cfg.run_dir / "terraform" / f"{stack}.tfstate"
+    return state.is_file() and bool(json.loads(state.read_text() or "{}").get("resources"))
+
+
+def _deploy(cfg: StackConfig) -> bool:
+    """Apply both example stacks; True when they were not deployed before (so teardown destroys them)."""
+    fresh = not all(_has_resources(cfg, stack) for stack in deploy.STACKS)
+    deploy.synth(cfg)
+    for stack in deploy.STACKS:
+        deploy.apply(cfg, stack)
+    return fresh
+
+
+def _wait_connectors_running(cfg: StackConfig) -> None:
+    import requests
+
+    def all_running() -> bool:
+        for name in deploy.connector_names():
+            status = requests.get(f"{cfg.connect_url}/connectors/{name}/status", timeout=5)
+            if status.status_code != 200:
+                return False
+            body = status.json()
+            states = [body["connector"]["state"], *(task["state"] for task in body["tasks"])]
+            if not body["tasks"] or any(state != "RUNNING" for state in states):
+                return False
+        return True
+
+    flow.wait_for(all_running, CONNECTORS_TIMEOUT_S, "every connector and task RUNNING (Connect REST)", interval=2.0)
+
+
+def _teardown(stack: DeployedStack) -> None:
+    if stack.deployed:
+        for name in reversed(deploy.STACKS):
+            deploy.destroy(stack.cfg, name)
+
+
+@pytest.fixture(scope="session", params=[pytest.param(name, id=name) for name in BACKENDS])
+def deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
+    """The example pipelines deployed on a running stack (see the module docstring)."""
+    backend = str(request.param)
+    if backend not in _selected_backends():
+        pytest.skip(f"backend {backend} not selected (DATAPIPE_STACK_BACKEND={os.environ['DATAPIPE_STACK_BACKEND']})")
+    if backend == "compose":
+        yield from _compose_stack(request)
+        return
+    cfg = StackConfig()
+    reason = _missing_local_prerequisite(cfg)
+    if reason:
+        pytest.skip(reason)
+    started = not _healthy(cfg)
+    if started:
+        _launcher("up")
+    stack = DeployedStack("local", cfg, started=started, deployed=False)
+    try:
+        stack.deployed = _deploy(cfg)
+        _wait_connectors_running(cfg)
+        yield stack
+    finally:
+        _teardown(stack)
+        if started:
+            _launcher("down")
+
+
+# --- docker compose -------------------------------------------------------------------------------
+
+
+def _docker_engine_reason() -> str | None:
+    """None when ``docker compose`` can talk to an engine; else why not."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH (no Docker engine on this machine): the local backend covers the same tests"
+    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"Docker engine not reachable: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else 'docker info failed'}"
+    return None
+
+
+def _compose_secrets(cfg: StackConfig) -> dict[str, str]:
+    """Test-only passwords for the compose stack, kept in its run dir in the launcher's file formats."""
+    users = kafka.passwords(cfg, extra_users=["admin", "connect", "controller", *EXTRA_KAFKA_USERS])
+    db_file = cfg.run_dir / "secrets" / "databases.json"
+    if not db_file.exists():
+        cdc = secrets.token_urlsafe(18)
+        logins = {
+            "mariadb_admin": {"user": "root", "password": secrets.token_urlsafe(18)},
+            "mariadb_cdc": {"user": "debezium", "password": cdc},
+            "postgres_admin": {"user": "postgres", "password": secrets.token_urlsafe(18)},
+            "postgres_cdc": {"user": "debezium", "password": cdc},
+        }
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        _process.write_private(db_file, json.dumps(logins, indent=2))
+    logins = json.loads(db_file.read_text())
+    return {
+        "KAFKA_ADMIN_PASSWORD": users["admin"],
+        "KAFKA_CONNECT_PASSWORD": users["connect"],
+        "KAFKA_CONTROLLER_PASSWORD": users["controller"],
+        "MARIADB_ROOT_PASSWORD": logins["mariadb_admin"]["password"],
+        "POSTGRES_PASSWORD": logins["postgres_admin"]["password"],
+        "DEBEZIUM_PASSWORD": logins["mariadb_cdc"]["password"],
+    }
+
+
+def _compose_extra_users(cfg: StackConfig) -> None:
+    """SCRAM users beyond admin/connect (the compose broker formats only those two)."""
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    admin = AdminClient(flow.kafka_config(cfg, "admin"))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts = [UserScramCredentialUpsertion(user, info, kafka.passwords(cfg)[user].encode()) for user in EXTRA_KAFKA_USERS]
+    for future in admin.alter_user_scram_credentials(upserts).values():  # type: ignore[arg-type]
+        future.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    return "datapipe-cdk-it"
+
+
+def _compose_stack(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
+    reason = _docker_engine_reason()
+    if reason:
+        pytest.skip(reason)
+    local = StackConfig()
+    if _healthy(local):
+        pytest.skip("the local (launcher) stack holds the same ports: run make stack-down to test the compose backend")
+    run_dir = local.cache_dir / "run-compose"
+    os.environ["DATAPIPE_RUN_DIR"] = str(run_dir)
+    # Connect runs beside the databases in compose: the connectors reach them by service name.
+    os.environ["DATAPIPE_MARIADB_ADDRESS"] = "mariadb:3306"
+    os.environ["DATAPIPE_POSTGRES_ADDRESS"] = "postgres:5432"
+    cfg = StackConfig()
+    os.environ.update(_compose_secrets(cfg))
+    docker_services: Any = request.getfixturevalue("docker_services")  # pytest-docker: compose up, down at the end
+    docker_services.wait_until_responsive(check=lambda: _connect_answers(cfg), timeout=300.0, pause=2.0)
+    _compose_extra_users(cfg)
+    keyfile = cfg.run_dir / "gcp" / "service-account.json"
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "-p", "datapipe-cdk-it", "cp",
+                    "gcp-front:/run/datapipe/gcp/service-account.json", str(keyfile)], check=True, timeout=60)
+    stack = DeployedStack("compose", cfg, started=True, deployed=False)
+    try:
+        stack.deployed = _deploy(cfg)
+        _wait_connectors_running(cfg)
+        yield stack
+    finally:
+        _teardown(stack)
+
+
+def _connect_answers(cfg: StackConfig) -> bool:
+    import requests
+
+    try:
+        return requests.get(cfg.connect_url, timeout=3).status_code == 200
+    except requests.RequestException:
+        return False

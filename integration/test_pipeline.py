@@ -1,0 +1,164 @@
+"""The example pipelines deployed on the real stack: what Terraform declared exists, rows flow from
+MariaDB and PostgreSQL through Debezium, Kafka and KCBQ into BigQuery, the latest-state views match
+the sources row by row, grants hold, and a second plan is empty.
+
+Runs once per backend of the ``deployed`` fixture (local processes, docker compose); see conftest.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+
+from integration import deploy, flow
+from integration.conftest import DeployedStack
+
+pytestmark = pytest.mark.integration
+
+KAFKA_TIMEOUT_S = 60.0
+WAREHOUSE_TIMEOUT_S = 120.0
+"""KCBQ writes a batch per poll; a few seconds usually, bounded generously for a cold JVM."""
+
+
+def _admin(stack: DeployedStack) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(flow.kafka_config(stack.cfg, "admin"))
+
+
+def _norm(value: object) -> str:
+    """``DESCRIBE_CONFIGS``, ``DescribeConfigs`` and ``ResourceType.TOPIC`` all compare equal to their short form.
+
+    librdkafka calls Kafka's ``Cluster`` resource type ``BROKER``.
+    """
+    short = str(getattr(value, "name", value)).replace("_", "").lower()
+    return "cluster" if short == "broker" else short
+
+
+@pytest.mark.parametrize("stack_name", deploy.STACKS)
+def test_topics_have_declared_partitions_and_configs(deployed: DeployedStack, stack_name: str) -> None:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = _admin(deployed)
+    declared = deploy.resources(stack_name, "kafka_topic")
+    assert declared, f"stack {stack_name} declares no topics"
+    metadata = admin.list_topics(timeout=15).topics
+    for topic in declared:
+        name = topic["name"]
+        assert name in metadata, f"topic {name} missing"
+        assert len(metadata[name].partitions) == topic["partitions"], f"{name}: partition count"
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        actual = admin.describe_configs([resource])[resource].result(timeout=15)
+        for key, value in topic.get("config", {}).items():
+            assert actual[key].value == str(value), f"{name}: {key} is {actual[key].value}, declared {value}"
+
+
+@pytest.mark.parametrize("stack_name", deploy.STACKS)
+def test_acls_exist_as_declared(deployed: DeployedStack, stack_name: str) -> None:
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    anything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
+    admin = _admin(deployed)  # keep the client alive until the future resolves
+    bindings = admin.describe_acls(anything).result(timeout=15)
+    actual = {(b.principal, _norm(b.restype), b.name, _norm(b.resource_pattern_type), _norm(b.operation), _norm(b.permission_type))
+              for b in bindings}
+    declared = {(acl["acl_principal"], _norm(acl["resource_type"]), acl["resource_name"],
+                 _norm(acl.get("resource_pattern_type_filter", "Literal")), _norm(acl["acl_operation"]),
+                 _norm(acl["acl_permission_type"]))
+                for acl in deploy.resources(stack_name, "kafka_acl")}
+    assert declared, f"stack {stack_name} declares no ACLs"
+    assert declared - actual == set(), "declared ACLs missing from the broker"
+
+
+def test_connectors_and_tasks_running(deployed: DeployedStack) -> None:
+    for name in deploy.connector_names():
+        body = requests.get(f"{deployed.cfg.connect_url}/connectors/{name}/status", timeout=10).json()
+        assert body["connector"]["state"] == "RUNNING", f"{name}: {body['connector']}"
+        assert body["tasks"], f"{name}: no tasks"
+        for task in body["tasks"]:
+            assert task["state"] == "RUNNING", f"{name} task {task['id']}: {task.get('trace', '')[:500]}"
+
+
+@pytest.mark.parametrize("pipe", flow.PIPES, ids=[pipe.engine for pipe in flow.PIPES])
+def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe) -> None:
+    cfg = deployed.cfg
+    tag = secrets.token_hex(3)
+    kept = flow.insert_order(cfg, pipe.engine, 101, Decimal("12.34"), "EUR", f"new-{tag}")
+    gone = flow.insert_order(cfg, pipe.engine, 102, Decimal("5.00"), "USD", f"new-{tag}")
+    flow.update_status(cfg, pipe.engine, kept, f"paid-{tag}")
+    flow.delete_order(cfg, pipe.engine, gone)
+
+    # Kafka: the raw Debezium envelopes, in source order.
+    def seen_all(values: list[Any]) -> bool:
+        return flow.envelope_ops(values, kept) == ["c", "u"] and flow.envelope_ops(values, gone) == ["c", "d"]
+
+    consumed = flow.consume(cfg, "admin", pipe.topic, f"it-{tag}", timeout=KAFKA_TIMEOUT_S, until=seen_all)
+    assert consumed.refused is None
+    assert flow.envelope_ops(consumed.values, kept) == ["c", "u"], f"{pipe.topic}: events of order {kept}"
+    assert flow.envelope_ops(consumed.values, gone) == ["c", "d"], f"{pipe.topic}: events of order {gone}"
+
+    # Changelog table: every event, deletes kept as rewritten rows.
+    client = flow.bigquery_client(cfg)
+    flow.wait_for(lambda: len(flow.changelog_events(client, pipe.changelog, gone)) >= 2, WAREHOUSE_TIMEOUT_S,
+                  f"the delete of order {gone} in {pipe.changelog}")
+    events = flow.wait_for(lambda: [e for e in flow.changelog_events(client, pipe.changelog, kept) if e["__op"] == "u"]
+                           and flow.changelog_events(client, pipe.changelog, kept), WAREHOUSE_TIMEOUT_S,
+                           f"the update of order {kept} in {pipe.changelog}")
+    assert [(e["__op"], e["status"]) for e in events] == [("c", f"new-{tag}"), ("u", f"paid-{tag}")]
+    assert [(e["__op"], e["__deleted"]) for e in flow.changelog_events(client, pipe.changelog, gone)] == [
+        ("c", "false"), ("d", "true")]
+
+    # Latest-state view: exactly the source's current rows.
+    problems: list[str] = []
+
+    def matches() -> bool:
+        problems[:] = flow.diff(flow.source_orders(cfg, pipe.engine), flow.view_orders(client, pipe.view))
+        return not problems
+
+    try:
+        flow.wait_for(matches, WAREHOUSE_TIMEOUT_S, f"{pipe.view} to equal the source")
+    except flow.WaitTimeout:
+        pytest.fail(f"{pipe.view} differs from {pipe.engine} payments.orders: " + "; ".join(problems[:10]))
+    current = flow.view_orders(client, pipe.view)
+    assert current[kept]["status"] == f"paid-{tag}" and gone not in current
+
+
+GRANTS = [
+    # (user, granted topic, group that the grant allows, a topic not granted, a source engine that feeds the granted topic)
+    pytest.param("fraud-detector", "payments.payments.orders", "fraud-it", "ledger.payments.refunds", id="fraud-detector"),
+    pytest.param("analyst", "ledger.payments.refunds", "ledger-analyst", "payments.payments.orders", id="analyst"),
+]
+
+
+@pytest.mark.parametrize(("user", "topic", "group", "other_topic"), GRANTS)
+def test_granted_principal_reads_its_topic_only(deployed: DeployedStack, user: str, topic: str, group: str,
+                                                 other_topic: str) -> None:
+    cfg = deployed.cfg
+    if topic.startswith("ledger."):
+        flow.insert_refund(cfg, "postgres", 1, Decimal("1.00"), "integration test")
+    else:
+        flow.insert_order(cfg, "mariadb", 103, Decimal("9.99"), "EUR", "new")
+    group_id = group if not group.endswith("-it") else f"{group}-{secrets.token_hex(3)}"
+    allowed = flow.consume(cfg, user, topic, group_id, timeout=KAFKA_TIMEOUT_S, until=bool)
+    assert allowed.refused is None, f"{user} refused on {topic}: {allowed.refused}"
+    assert allowed.values, f"{user} read nothing from {topic}"
+    refused = flow.consume(cfg, user, other_topic, group_id, timeout=30.0)
+    assert refused.refused == "TOPIC_AUTHORIZATION_FAILED", f"{user} on {other_topic}: {refused}"
+    wrong_group = flow.consume(cfg, user, topic, f"not-granted-{secrets.token_hex(3)}", timeout=30.0)
+    assert wrong_group.refused == "GROUP_AUTHORIZATION_FAILED", f"{user} with an ungranted group: {wrong_group}"
+
+
+@pytest.mark.parametrize("stack_name", deploy.STACKS)
+def test_second_plan_is_empty(deployed: DeployedStack, stack_name: str) -> None:
+    empty, text = deploy.plan_is_empty(deployed.cfg, stack_name)
+    assert empty, f"tofu plan for {stack_name} after apply wants changes:\n{text[-3000:]}"
