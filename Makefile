@@ -10,7 +10,7 @@ export DATAPIPE_CACHE ?= $(HOME)/.cache/datapipe-cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv synth test test-unit lint bench demo clean
+.PHONY: help setup venv synth test test-unit lint bench demo notebooks clean
 
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
@@ -44,7 +44,7 @@ test-unit: venv
 	$(PY) -m pytest -q -m "not toolchain and not integration and not docker"
 
 ## test: set up from nothing and run every tier; tiers that cannot run report themselves skipped
-test: setup
+test: setup lint
 	$(PY) -m pytest
 
 ## bench: synth benchmarks; results recorded under bench/results/
@@ -54,6 +54,11 @@ bench: venv
 ## demo: the main job: local stack up, example pipeline deployed, rows flowing, notebooks run
 demo: setup
 	$(PY) -m integration.demo
+
+## notebooks: run both analyst notebooks headless against the deployed payments and ledger stacks
+notebooks: venv
+	$(PY) tools/run_notebooks.py --stack payments
+	$(PY) tools/run_notebooks.py --stack ledger
 
 clean:
 	rm -rf cdktf.out .pytest_cache .mypy_cache .ruff_cache

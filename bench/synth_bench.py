@@ -77,7 +77,15 @@ def _tree_rss_mb(root: int) -> float:
 
 def run_case(name: str, code: str) -> dict[str, float | str]:
     """Wall time of ``code`` inside a fresh interpreter, and the peak RSS of its process tree."""
-    wrapper = f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\nt0 = time.perf_counter()\n{code}\nprint(time.perf_counter() - t0)\n"
+    wrapper = "\n".join(
+        [
+            "import sys, time",
+            f"sys.path.insert(0, {str(ROOT)!r})",
+            "t0 = time.perf_counter()",
+            code,
+            "print(time.perf_counter() - t0)",
+        ]
+    )
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     process = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     peak = 0.0

@@ -8,7 +8,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .errors import DatapipeError
 
@@ -17,7 +17,7 @@ E = TypeVar("E", bound=Enum)
 _CONSTRUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def path_of(construct: Construct) -> str:
+def path_of(construct: IConstruct) -> str:
     """A construct's path, asked of jsii once and then remembered (synth speed: one round trip each)."""
     cached: str | None = getattr(construct, "_datapipe_path", None)
     if cached is None:

@@ -83,10 +83,16 @@ def review(stack: Mapping[str, Any]) -> list[AccessEntry]:
     for acl in resources.get("kafka_acl", {}).values():
         pattern = " (prefixed)" if acl.get("resource_pattern_type_filter") == "Prefixed" else ""
         permission = "" if acl.get("acl_permission_type", "Allow") == "Allow" else " (DENY)"
-        entries.append(AccessEntry(
-            acl["acl_principal"], "kafka", f"{acl['resource_type']}:{acl['resource_name']}{pattern}",
-            f"{acl['acl_operation']}{permission}", expiring.get(_acl_key(acl)), _path(acl),
-        ))
+        entries.append(
+            AccessEntry(
+                acl["acl_principal"],
+                "kafka",
+                f"{acl['resource_type']}:{acl['resource_name']}{pattern}",
+                f"{acl['acl_operation']}{permission}",
+                expiring.get(_acl_key(acl)),
+                _path(acl),
+            )
+        )
     for access in resources.get("google_bigquery_dataset_access", {}).values():
         dataset = names.resolve(access["dataset_id"])
         if access.get("view"):
@@ -94,12 +100,27 @@ def review(stack: Mapping[str, Any]) -> list[AccessEntry]:
             member = f"view:{names.resolve(view['dataset_id'])}.{names.resolve(view['table_id'])}"
             entries.append(AccessEntry(member, "bigquery", f"dataset:{dataset}", "authorized view", None, _path(access)))
             continue
-        entries.append(AccessEntry(names.member(access), "bigquery", f"dataset:{dataset}",
-                                   _ROLE_ACCESS.get(access.get("role", ""), access.get("role", "")),
-                                   _expiry(access.get("condition")), _path(access)))
+        entries.append(
+            AccessEntry(
+                names.member(access),
+                "bigquery",
+                f"dataset:{dataset}",
+                _ROLE_ACCESS.get(access.get("role", ""), access.get("role", "")),
+                _expiry(access.get("condition")),
+                _path(access),
+            )
+        )
     for member in resources.get("google_project_iam_member", {}).values():
-        entries.append(AccessEntry(names.resolve(member["member"]), "bigquery", f"project:{member['project']}",
-                                   member["role"], _expiry(member.get("condition")), _path(member)))
+        entries.append(
+            AccessEntry(
+                names.resolve(member["member"]),
+                "bigquery",
+                f"project:{member['project']}",
+                member["role"],
+                _expiry(member.get("condition")),
+                _path(member),
+            )
+        )
     return sorted(entries, key=lambda e: (e.principal, e.system, e.resource, e.access))
 
 
@@ -158,8 +179,9 @@ def live_kafka_acls(config: Mapping[str, str], timeout: float = 10.0) -> list[tu
     settings: dict[str, Any] = {"log_level": 3, "logger": _QuietLogger(), **config}
     admin = AdminClient(settings)
     anything: Any = None
-    query = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything, anything, AclOperation.ANY,
-                             AclPermissionType.ANY)
+    query = AclBindingFilter(
+        ResourceType.ANY, anything, ResourcePatternType.ANY, anything, anything, AclOperation.ANY, AclPermissionType.ANY
+    )
     bindings = admin.describe_acls(query, request_timeout=timeout).result(timeout=timeout)
     return [
         (b.principal, b.restype.name, b.name, b.operation.name, b.resource_pattern_type.name, b.permission_type.name, b.host)
@@ -218,12 +240,20 @@ class _Names:
 
 
 def _acl_key(acl: Mapping[str, Any]) -> tuple[str, ...]:
-    return (acl["acl_principal"], acl["resource_type"], acl["resource_name"], acl["acl_operation"],
-            acl.get("resource_pattern_type_filter", "Literal"), acl.get("acl_permission_type", "Allow"), acl.get("acl_host", "*"))
+    return (
+        acl["acl_principal"],
+        acl["resource_type"],
+        acl["resource_name"],
+        acl["acl_operation"],
+        acl.get("resource_pattern_type_filter", "Literal"),
+        acl.get("acl_permission_type", "Allow"),
+        acl.get("acl_host", "*"),
+    )
 
 
 def _normal(key: tuple[str, ...]) -> tuple[str, ...]:
     """Compare ACLs across spellings: ``DescribeConfigs`` / ``DESCRIBE_CONFIGS``, ``Cluster`` / ``BROKER``."""
+
     def snake(text: str) -> str:
         return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", text).upper()
 

@@ -33,37 +33,67 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
     for topic in inventory.topics(stack):
         columns = inventory.topic_columns(topic)
         owner = inventory.topic_owner(topic)
-        entries.append(_entry(
-            "topic", topic.name, path_of(topic), f"kafka://{kafka}/{topic.name}", [owner] if owner else [],
-            None, columns, _retention(topic.retention, "retention.ms", broker_default=True),
-            partitions=topic.partitions, cleanup_policy=topic.cleanup_policy.value,
-        ))
+        entries.append(
+            _entry(
+                "topic",
+                topic.name,
+                path_of(topic),
+                f"kafka://{kafka}/{topic.name}",
+                [owner] if owner else [],
+                None,
+                columns,
+                _retention(topic.retention, "retention.ms", broker_default=True),
+                partitions=topic.partitions,
+                cleanup_policy=topic.cleanup_policy.value,
+            )
+        )
     for dataset in inventory.datasets(stack):
         entries.append(_dataset_entry(stack, dataset))
     for sink in inventory.sinks(stack):
         for table in sink.tables:
             columns = changelog_columns(table)
-            entries.append(_entry(
-                "table", f"{table.dataset.dataset_id}.{table.table_id}", f"{path_of(sink)}/changelog-{table.captured.name}",
-                _bigquery(stack, table.dataset.dataset_id, table.table_id), inventory.dataset_owners(table.dataset),
-                f"Changelog of {table.captured.qualified_name}: one row per change event", columns,
-                _retention(table.dataset.retention, "time_partitioning.expiration_ms"),
-                dataset=table.dataset.dataset_id, primary_key=list(table.primary_key), upstream=table.captured.topic_name,
-            ))
+            entries.append(
+                _entry(
+                    "table",
+                    f"{table.dataset.dataset_id}.{table.table_id}",
+                    f"{path_of(sink)}/changelog-{table.captured.name}",
+                    _bigquery(stack, table.dataset.dataset_id, table.table_id),
+                    inventory.dataset_owners(table.dataset),
+                    f"Changelog of {table.captured.qualified_name}: one row per change event",
+                    columns,
+                    _retention(table.dataset.retention, "time_partitioning.expiration_ms"),
+                    dataset=table.dataset.dataset_id,
+                    primary_key=list(table.primary_key),
+                    upstream=table.captured.topic_name,
+                )
+            )
     for warehouse in inventory.warehouses(stack):
         dataset = warehouse.dataset
         for view in warehouse.views.values():
             columns = view_columns(warehouse, view)
-            upstream = [f"{view.source.dataset.dataset_id}.{view.source.table_id}"] if view.source is not None \
+            upstream = (
+                [f"{view.source.dataset.dataset_id}.{view.source.table_id}"]
+                if view.source is not None
                 else [f"{dataset.dataset_id}.{name}" for name in view.depends_on]
-            entries.append(_entry(
-                "view", f"{dataset.dataset_id}.{view.name}", f"{path_of(warehouse)}/view-{view.name}",
-                _bigquery(stack, dataset.dataset_id, view.name), inventory.dataset_owners(dataset),
-                f"Latest state of {view.source.captured.qualified_name}" if view.source is not None else "Team view (custom SQL)",
-                columns, {"setting": None, "ms": None, "days": None, "text": "not applicable: a view stores nothing"},
-                dataset=dataset.dataset_id, view_kind=view.kind, upstream=upstream,
-                column_lineage="known" if view.source is not None else "upper bound (custom SQL)",
-            ))
+            )
+            entries.append(
+                _entry(
+                    "view",
+                    f"{dataset.dataset_id}.{view.name}",
+                    f"{path_of(warehouse)}/view-{view.name}",
+                    _bigquery(stack, dataset.dataset_id, view.name),
+                    inventory.dataset_owners(dataset),
+                    f"Latest state of {view.source.captured.qualified_name}"
+                    if view.source is not None
+                    else "Team view (custom SQL)",
+                    columns,
+                    {"setting": None, "ms": None, "days": None, "text": "not applicable: a view stores nothing"},
+                    dataset=dataset.dataset_id,
+                    view_kind=view.kind,
+                    upstream=upstream,
+                    column_lineage="known" if view.source is not None else "upper bound (custom SQL)",
+                )
+            )
     return {"catalog_version": CATALOG_VERSION, "stack": stack.node.id, "entries": entries}
 
 
@@ -81,9 +111,17 @@ def _dataset_entry(stack: DataPipelineStack, dataset: Dataset) -> dict[str, Any]
         if warehouse.dataset is dataset:
             tables += [c for v in warehouse.views.values() for c in view_columns(warehouse, v)]
     entry = _entry(
-        "dataset", dataset.dataset_id, path_of(owner), _bigquery(stack, dataset.dataset_id), inventory.dataset_owners(dataset),
-        dataset.description, [], _retention(dataset.retention, "default_partition_expiration_ms"),
-        holds_pii=dataset.holds_pii, readers=[str(p) for p in dataset.readers], region=stack.gcp.location,
+        "dataset",
+        dataset.dataset_id,
+        path_of(owner),
+        _bigquery(stack, dataset.dataset_id),
+        inventory.dataset_owners(dataset),
+        dataset.description,
+        [],
+        _retention(dataset.retention, "default_partition_expiration_ms"),
+        holds_pii=dataset.holds_pii,
+        readers=[str(p) for p in dataset.readers],
+        region=stack.gcp.location,
     )
     level = highest(tables)
     entry["classification"] = level.value if level else None
@@ -92,8 +130,17 @@ def _dataset_entry(stack: DataPipelineStack, dataset: Dataset) -> dict[str, Any]
     return entry
 
 
-def _entry(kind: str, name: str, path: str, location: str, owners: Sequence[str], description: str | None,
-           columns: Sequence[ClassifiedColumn], retention: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _entry(
+    kind: str,
+    name: str,
+    path: str,
+    location: str,
+    owners: Sequence[str],
+    description: str | None,
+    columns: Sequence[ClassifiedColumn],
+    retention: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
     level = highest(columns)
     return {
         "kind": kind,
@@ -125,8 +172,12 @@ def _retention(value: timedelta | None, setting: str, *, broker_default: bool = 
         return {"setting": setting, "ms": None, "days": None, "text": "broker default" if broker_default else "forever"}
     if value == FOREVER:
         return {"setting": setting, "ms": -1, "days": None, "text": "forever"}
-    return {"setting": setting, "ms": to_millis(value), "days": round(value / timedelta(days=1), 3),
-            "text": f"{value.days} days" if value.days else str(value)}
+    return {
+        "setting": setting,
+        "ms": to_millis(value),
+        "days": round(value / timedelta(days=1), 3),
+        "text": f"{value.days} days" if value.days else str(value),
+    }
 
 
 def _bigquery(stack: DataPipelineStack, dataset: str, table: str | None = None) -> str:

@@ -66,13 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], summary: str, *, app: bool = True,
-                out: bool = False, stack: bool = False, json_flag: bool = False) -> argparse.ArgumentParser:
+    def command(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        summary: str,
+        *,
+        app: bool = True,
+        out: bool = False,
+        stack: bool = False,
+        json_flag: bool = False,
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(handler=handler)
         if app:
-            sub.add_argument("--app", default=os.environ.get("DATAPIPE_APP", DEFAULT_APP),
-                             help="Python file exposing build(outdir) -> App (default: %(default)s)")
+            sub.add_argument(
+                "--app",
+                default=os.environ.get("DATAPIPE_APP", DEFAULT_APP),
+                help="Python file exposing build(outdir) -> App (default: %(default)s)",
+            )
         if out:
             sub.add_argument("--out", default=DEFAULT_OUT, help="synth output directory (default: %(default)s)")
         if stack:
@@ -81,28 +92,50 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="machine-readable output")
         return sub
 
-    command("synth", _synth, "check policies, synthesize Terraform JSON, write lineage and catalog beside it",
-            out=True, json_flag=True)
+    command(
+        "synth",
+        _synth,
+        "check policies, synthesize Terraform JSON, write lineage and catalog beside it",
+        out=True,
+        json_flag=True,
+    )
     command("validate", _validate, "check policies only (fast, no synth)", stack=True, json_flag=True)
     lineage = command("lineage", _lineage, "print the lineage graph of a stack", stack=True)
-    lineage.add_argument("--format", choices=("json", "openlineage", "mermaid", "dot", "svg"), default="json",
-                         help="svg renders the DOT graph with Graphviz (apt-get install graphviz)")
+    lineage.add_argument(
+        "--format",
+        choices=("json", "openlineage", "mermaid", "dot", "svg"),
+        default="json",
+        help="svg renders the DOT graph with Graphviz (apt-get install graphviz)",
+    )
     command("catalog", _catalog, "print the catalog manifest (JSON) of a stack", stack=True)
-    access = command("access", _access, "who can read what, from the synthesized stack", app=False, out=True, stack=True,
-                     json_flag=True)
+    access = command(
+        "access", _access, "who can read what, from the synthesized stack", app=False, out=True, stack=True, json_flag=True
+    )
     access.add_argument("--principal", help="only this principal (e.g. group:finance@acme.com or User:analyst)")
     access.add_argument("--all", action="store_true", help="every grant, not only read access")
-    expired = command("expired-grants", _expired, "list expired temporary Kafka grants still present", app=False, out=True,
-                      stack=True, json_flag=True)
+    expired = command(
+        "expired-grants",
+        _expired,
+        "list expired temporary Kafka grants still present",
+        app=False,
+        out=True,
+        stack=True,
+        json_flag=True,
+    )
     expired.add_argument("--at", help="check as of this RFC 3339 time (default: now)")
     expired.add_argument("--bootstrap", help="check a live cluster instead of the synthesized stack (host:port)")
-    expired.add_argument("--security-protocol", default="SASL_PLAINTEXT",
-                         help="live check: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: %(default)s)")
+    expired.add_argument(
+        "--security-protocol",
+        default="SASL_PLAINTEXT",
+        help="live check: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: %(default)s)",
+    )
     expired.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", help="live check (default: %(default)s)")
     expired.add_argument("--sasl-username", help="live check; the password is read from $DATAPIPE_KAFKA_PASSWORD")
-    for name, summary in (("plan", "synth, then show what Terraform would change"),
-                          ("deploy", "synth, then apply the stacks"),
-                          ("destroy", "destroy the stacks")):
+    for name, summary in (
+        ("plan", "synth, then show what Terraform would change"),
+        ("deploy", "synth, then apply the stacks"),
+        ("destroy", "destroy the stacks"),
+    ):
         sub = command(name, _terraform, summary, out=True, stack=True)
         sub.add_argument("--tool", choices=("tofu", "cdktf"), default="tofu", help="run OpenTofu directly or cdktf-cli")
         sub.add_argument("--auto-approve", action="store_true", help="do not ask before applying or destroying")
@@ -299,16 +332,22 @@ def _expired(args: argparse.Namespace) -> int:
             raise UsageError("the live check needs confluent-kafka: pip install -e '.[runtime]'") from None
         except Exception as error:
             detail = "timed out" if isinstance(error, TimeoutError) else str(error) or repr(error)
-            raise Failure(f"cannot list ACLs on {args.bootstrap} ({detail}): check --bootstrap, --security-protocol "
-                          "and the SASL settings") from None
-    found = [(name, g) for name, stack in _synthesized(args.out, args.stack).items()
-             for g in expired_grants(stack, now=now, live_acls=live)]
+            raise Failure(
+                f"cannot list ACLs on {args.bootstrap} ({detail}): check --bootstrap, --security-protocol and the SASL settings"
+            ) from None
+    found = [
+        (name, g)
+        for name, stack in _synthesized(args.out, args.stack).items()
+        for g in expired_grants(stack, now=now, live_acls=live)
+    ]
     if args.json:
         print(json.dumps([{"stack": name, **g.as_dict()} for name, g in found], indent=2))
     else:
         for name, grant in found:
-            print(f"{name}: {grant.principal} {grant.resource} expired {grant.until}; {grant.acls_present} ACL(s) still "
-                  f"in the {grant.where}: remove the grant_read(..., until=...) and deploy")
+            print(
+                f"{name}: {grant.principal} {grant.resource} expired {grant.until}; {grant.acls_present} ACL(s) still "
+                f"in the {grant.where}: remove the grant_read(..., until=...) and deploy"
+            )
         if not found:
             print("no expired temporary Kafka grants")
     return FAILED if found else OK
@@ -329,8 +368,9 @@ def _terraform(args: argparse.Namespace) -> int:
             app.synth()
     env = toolchain_env()
     for stack in stacks:
-        for command, cwd in terraform_commands(args.action, stack.node.id, args.out, tool=args.tool,
-                                               auto_approve=args.auto_approve, color=sys.stdout.isatty()):
+        for command, cwd in terraform_commands(
+            args.action, stack.node.id, args.out, tool=args.tool, auto_approve=args.auto_approve, color=sys.stdout.isatty()
+        ):
             print(f"$ (cd {cwd} && {' '.join(command)})", file=sys.stderr)
             if args.dry_run:
                 continue

@@ -120,34 +120,70 @@ class LineageGraph:
         for source in inventory.sources(stack):
             for captured in source.tables:
                 columns = captured_columns(captured, path_of(source))
-                table = graph._add(LineageNode(
-                    f"source:{source.node.id}/{captured.qualified_name}", "source_table", _source_namespace(source),
-                    _source_name(source, captured.qualified_name), path_of(source),
-                    tuple(source_columns(captured, path_of(source))),
-                    (captured.table.owner,) if captured.table.owner else (), captured.table.description))
+                table = graph._add(
+                    LineageNode(
+                        f"source:{source.node.id}/{captured.qualified_name}",
+                        "source_table",
+                        _source_namespace(source),
+                        _source_name(source, captured.qualified_name),
+                        path_of(source),
+                        tuple(source_columns(captured, path_of(source))),
+                        (captured.table.owner,) if captured.table.owner else (),
+                        captured.table.description,
+                    )
+                )
                 topic = source.topic(captured.name)
                 owner = inventory.topic_owner(topic)
-                target = graph._add(LineageNode(f"topic:{topic.name}", "topic", kafka, topic.name, path_of(topic),
-                                                tuple(columns), (owner,) if owner else ()))
+                target = graph._add(
+                    LineageNode(
+                        f"topic:{topic.name}",
+                        "topic",
+                        kafka,
+                        topic.name,
+                        path_of(topic),
+                        tuple(columns),
+                        (owner,) if owner else (),
+                    )
+                )
                 graph._connect(table, target, source.connector_name, "SOURCE_CONNECTOR", _mapping(columns, transformed=True))
         for sink in inventory.sinks(stack):
             owners = tuple(inventory.dataset_owners(sink.dataset))
             for changelog in sink.tables:
                 columns = changelog_columns(changelog)
-                target = graph._add(LineageNode(
-                    f"table:{changelog.dataset.dataset_id}.{changelog.table_id}", "changelog_table", "bigquery",
-                    f"{project}.{changelog.dataset.dataset_id}.{changelog.table_id}",
-                    f"{path_of(sink)}/changelog-{changelog.captured.name}", tuple(columns), owners))
-                graph._connect(graph.nodes[f"topic:{changelog.captured.topic_name}"], target, sink.connector_name,
-                               "SINK_CONNECTOR", _mapping(columns, transformed=False))
+                target = graph._add(
+                    LineageNode(
+                        f"table:{changelog.dataset.dataset_id}.{changelog.table_id}",
+                        "changelog_table",
+                        "bigquery",
+                        f"{project}.{changelog.dataset.dataset_id}.{changelog.table_id}",
+                        f"{path_of(sink)}/changelog-{changelog.captured.name}",
+                        tuple(columns),
+                        owners,
+                    )
+                )
+                graph._connect(
+                    graph.nodes[f"topic:{changelog.captured.topic_name}"],
+                    target,
+                    sink.connector_name,
+                    "SINK_CONNECTOR",
+                    _mapping(columns, transformed=False),
+                )
         for warehouse in inventory.warehouses(stack):
             owners = tuple(inventory.dataset_owners(warehouse.dataset))
             dataset = warehouse.dataset.dataset_id
             for view in warehouse.views.values():
                 columns = view_columns(warehouse, view)
-                target = graph._add(LineageNode(f"view:{dataset}.{view.name}", "view", "bigquery",
-                                                f"{project}.{dataset}.{view.name}", f"{path_of(warehouse)}/view-{view.name}",
-                                                tuple(columns), owners))
+                target = graph._add(
+                    LineageNode(
+                        f"view:{dataset}.{view.name}",
+                        "view",
+                        "bigquery",
+                        f"{project}.{dataset}.{view.name}",
+                        f"{path_of(warehouse)}/view-{view.name}",
+                        tuple(columns),
+                        owners,
+                    )
+                )
                 job = f"{warehouse.node.id}.{view.name}"
                 if view.source is not None:
                     upstream = graph.nodes[f"table:{view.source.dataset.dataset_id}.{view.source.table_id}"]
@@ -159,8 +195,15 @@ class LineageGraph:
     def _add(self, node: LineageNode) -> LineageNode:
         return self.nodes.setdefault(node.id, node)
 
-    def _connect(self, source: LineageNode, target: LineageNode, job: str, kind: str,
-                 columns: tuple[ColumnEdge, ...] | None, sql: str | None = None) -> None:
+    def _connect(
+        self,
+        source: LineageNode,
+        target: LineageNode,
+        job: str,
+        kind: str,
+        columns: tuple[ColumnEdge, ...] | None,
+        sql: str | None = None,
+    ) -> None:
         self.edges.append(LineageEdge(source.id, target.id, job, kind, columns, sql))
 
     @property
@@ -178,7 +221,8 @@ class LineageGraph:
                     "job": e.job,
                     "job_kind": e.job_kind,
                     "columns": [{"from": c.source, "to": c.target, "transformation": c.transformation} for c in e.columns]
-                    if e.columns is not None else None,
+                    if e.columns is not None
+                    else None,
                 }
                 for e in self.edges
             ],
@@ -196,27 +240,31 @@ class LineageGraph:
             outputs = list(dict.fromkeys(e.target for e in edges))
             kind = edges[0].job_kind
             processing = "BATCH" if kind == "VIEW" else "STREAMING"
-            job_facets: dict[str, Any] = {"jobType": _facet("jobType", processingType=processing, integration="DATAPIPE_CDK",
-                                                            jobType=kind)}
+            job_facets: dict[str, Any] = {
+                "jobType": _facet("jobType", processingType=processing, integration="DATAPIPE_CDK", jobType=kind)
+            }
             if edges[0].sql:
                 job_facets["sql"] = _facet("sql", query=edges[0].sql)
-            events.append({
-                "eventType": "COMPLETE",
-                "eventTime": moment,
-                "producer": PRODUCER,
-                "schemaURL": RUN_EVENT_SCHEMA,
-                "run": {"runId": str(uuid.uuid5(_UUID_NAMESPACE, f"{self.stack}/{job}"))},
-                "job": {"namespace": f"datapipe://{self.stack}", "name": job, "facets": job_facets},
-                "inputs": [self._dataset(self.nodes[i], []) for i in inputs],
-                "outputs": [self._dataset(self.nodes[o], [e for e in edges if e.target == o]) for o in outputs],
-            })
+            events.append(
+                {
+                    "eventType": "COMPLETE",
+                    "eventTime": moment,
+                    "producer": PRODUCER,
+                    "schemaURL": RUN_EVENT_SCHEMA,
+                    "run": {"runId": str(uuid.uuid5(_UUID_NAMESPACE, f"{self.stack}/{job}"))},
+                    "job": {"namespace": f"datapipe://{self.stack}", "name": job, "facets": job_facets},
+                    "inputs": [self._dataset(self.nodes[i], []) for i in inputs],
+                    "outputs": [self._dataset(self.nodes[o], [e for e in edges if e.target == o]) for o in outputs],
+                }
+            )
         return events
 
     def _dataset(self, node: LineageNode, incoming: Sequence[LineageEdge]) -> dict[str, Any]:
         facets: dict[str, Any] = {
             "schema": _facet("schema", fields=[{"name": c.name, "type": c.type.value} for c in node.columns]),
-            "datapipe_classification": _facet("datapipe_classification", classification=node.classification,
-                                              fields={c.name: _column(c) for c in node.columns}),
+            "datapipe_classification": _facet(
+                "datapipe_classification", classification=node.classification, fields={c.name: _column(c) for c in node.columns}
+            ),
         }
         if node.owners:
             facets["ownership"] = _facet("ownership", owners=[{"name": o, "type": "OWNER"} for o in node.owners])
@@ -226,11 +274,19 @@ class LineageGraph:
         for edge in incoming:
             upstream = self.nodes[edge.source]
             for column in edge.columns or ():
-                transformation = {"type": "DIRECT", "subtype": "IDENTITY"} if column.transformation == "identity" else \
-                    {"type": "DIRECT", "subtype": "TRANSFORMATION", "description": column.transformation, "masking": True}
-                lineage.setdefault(column.target, {"inputFields": []})["inputFields"].append({
-                    "namespace": upstream.namespace, "name": upstream.name, "field": column.source,
-                    "transformations": [transformation]})
+                transformation = (
+                    {"type": "DIRECT", "subtype": "IDENTITY"}
+                    if column.transformation == "identity"
+                    else {"type": "DIRECT", "subtype": "TRANSFORMATION", "description": column.transformation, "masking": True}
+                )
+                lineage.setdefault(column.target, {"inputFields": []})["inputFields"].append(
+                    {
+                        "namespace": upstream.namespace,
+                        "name": upstream.name,
+                        "field": column.source,
+                        "transformations": [transformation],
+                    }
+                )
         if lineage:
             facets["columnLineage"] = _facet("columnLineage", fields=lineage)
         return {"namespace": node.namespace, "name": node.name, "facets": facets}
@@ -252,8 +308,12 @@ class LineageGraph:
 
     def dot(self) -> str:
         """A Graphviz digraph: a shape per kind of node, unmasked PII in red, masked PII in yellow."""
-        lines = [f'digraph "{self.stack}" {{', "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];',
-                 '  edge [fontname="Helvetica", fontsize=9];']
+        lines = [
+            f'digraph "{self.stack}" {{',
+            "  rankdir=LR;",
+            '  node [fontname="Helvetica", fontsize=10];',
+            '  edge [fontname="Helvetica", fontsize=9];',
+        ]
         for node_id, node in self.nodes.items():
             color = {"pii": "#ffdddd", "masked": "#ffffdd"}.get(_style(node), "#ffffff")
             label = _label(node).replace('"', '\\"').replace("<br/>", "\\n")
@@ -286,8 +346,7 @@ def _style(node: LineageNode) -> str:
 def _mapping(columns: Sequence[ClassifiedColumn], *, transformed: bool) -> tuple[ColumnEdge, ...]:
     """Same-name column edges; the source connector's edges carry the treatment it applies."""
     return tuple(
-        ColumnEdge(c.name, c.name, c.treatment.value if transformed and c.treatment is not None else "identity")
-        for c in columns
+        ColumnEdge(c.name, c.name, c.treatment.value if transformed and c.treatment is not None else "identity") for c in columns
     )
 
 

@@ -121,8 +121,15 @@ class BigQuerySink(Construct):
         self.source = source
         self.connector_name = connector_name
         self.dataset = Dataset(
-            self, "dataset", dataset_id=dataset, description=description or f"Raw change events from {check.path_of(source)}",
-            labels=labels, holds_pii=holds_pii, retention=retention, owners=owners, readers=readers,
+            self,
+            "dataset",
+            dataset_id=dataset,
+            description=description or f"Raw change events from {check.path_of(source)}",
+            labels=labels,
+            holds_pii=holds_pii,
+            retention=retention,
+            owners=owners,
+            readers=readers,
             deletion_protection=deletion_protection,
         )
         self._tables: dict[str, ChangelogTable] = {}
@@ -165,7 +172,9 @@ class BigQuerySink(Construct):
     def table(self, name: str) -> ChangelogTable:
         """The changelog table of source table ``name`` (carries its primary key, for warehouses)."""
         if name not in self._tables:
-            raise DatapipeError(check.path_of(self), f"no changelog table named {name!r} (sink tables: {sorted(self._tables)})", name)
+            raise DatapipeError(
+                check.path_of(self), f"no changelog table named {name!r} (sink tables: {sorted(self._tables)})", name
+            )
         return self._tables[name]
 
     @property
@@ -185,21 +194,28 @@ class BigQuerySink(Construct):
     @staticmethod
     def _schema(captured: CapturedTable, engine: Engine) -> str:
         fields: list[dict[str, Any]] = [
-            {"name": c.name, "type": _API_TYPES[c.type], "mode": "NULLABLE", **({"description": c.description} if c.description else {})}
+            {
+                "name": c.name,
+                "type": _API_TYPES[c.type],
+                "mode": "NULLABLE",
+                **({"description": c.description} if c.description else {}),
+            }
             for c in captured.columns_reaching_kafka()
         ]
         fields += [{"name": name, "type": kind, "mode": "NULLABLE"} for name, kind in metadata_columns(engine)]
-        fields.append({
-            "name": KAFKA_FIELD,
-            "type": "RECORD",
-            "mode": "NULLABLE",
-            "fields": [
-                {"name": "topic", "type": "STRING", "mode": "NULLABLE"},
-                {"name": "partition", "type": "INTEGER", "mode": "NULLABLE"},
-                {"name": "offset", "type": "INTEGER", "mode": "NULLABLE"},
-                {"name": "insertTime", "type": "TIMESTAMP", "mode": "NULLABLE"},
-            ],
-        })
+        fields.append(
+            {
+                "name": KAFKA_FIELD,
+                "type": "RECORD",
+                "mode": "NULLABLE",
+                "fields": [
+                    {"name": "topic", "type": "STRING", "mode": "NULLABLE"},
+                    {"name": "partition", "type": "INTEGER", "mode": "NULLABLE"},
+                    {"name": "offset", "type": "INTEGER", "mode": "NULLABLE"},
+                    {"name": "insertTime", "type": "TIMESTAMP", "mode": "NULLABLE"},
+                ],
+            }
+        )
         return json.dumps(fields, separators=(",", ":"))
 
     def _grant_connect(self, source: CdcSource, chosen: list[CapturedTable]) -> list[KafkaAcl]:
@@ -224,7 +240,10 @@ class BigQuerySink(Construct):
             return str(variable.string_value)
         account_id = _account_id(sink_id)
         account = ServiceAccount(
-            self, "service-account", account_id=account_id, display_name=f"KCBQ sink {check.path_of(self)}",
+            self,
+            "service-account",
+            account_id=account_id,
+            display_name=f"KCBQ sink {check.path_of(self)}",
             description="Writes change events into one raw dataset (datapipe-cdk)",
         )
         email = account.get_string_attribute("email")
@@ -272,25 +291,27 @@ class BigQuerySink(Construct):
         }
 
     def _describe(self, manifest: dict[str, Any]) -> None:
-        manifest["sinks"].append({
-            "name": self.node.id,
-            "path": check.path_of(self),
-            "connector": self.connector_name,
-            "source": self.source.node.id,
-            "dataset": self.dataset.dataset_id,
-            "holds_pii": self.dataset.holds_pii,
-            "dead_letter_topic": self.dead_letter_topic.name,
-            "tables": [
-                {
-                    "source_table": t.captured.name,
-                    "topic": t.captured.topic_name,
-                    "table": t.table_id,
-                    "primary_key": list(t.primary_key),
-                    "order_by": t.order_columns,
-                }
-                for t in self.tables
-            ],
-        })
+        manifest["sinks"].append(
+            {
+                "name": self.node.id,
+                "path": check.path_of(self),
+                "connector": self.connector_name,
+                "source": self.source.node.id,
+                "dataset": self.dataset.dataset_id,
+                "holds_pii": self.dataset.holds_pii,
+                "dead_letter_topic": self.dead_letter_topic.name,
+                "tables": [
+                    {
+                        "source_table": t.captured.name,
+                        "topic": t.captured.topic_name,
+                        "table": t.table_id,
+                        "primary_key": list(t.primary_key),
+                        "order_by": t.order_columns,
+                    }
+                    for t in self.tables
+                ],
+            }
+        )
 
 
 def _account_id(sink_id: str) -> str:

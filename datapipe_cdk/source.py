@@ -15,10 +15,10 @@ from . import _validate as check
 from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError
 from .principal import Principal
+from .providers.kafka_connect import Connector
 from .schema import IDENTIFIER, CapturedTable, Column, Table, Treatment
 from .topic import StreamingTopic, check_topic_name
 from .units import FOREVER, to_millis
-from .providers.kafka_connect import Connector
 
 
 class Engine(Enum):
@@ -116,10 +116,16 @@ class CdcSource(Construct):
         check.text(path, "host", host, pattern=_HOST, rule="must be a host name or IP address", max_length=253)
         port = check.integer(path, "port", engine.default_port if port is None else port, minimum=1, maximum=65535)
         check.text(path, "database", database, pattern=IDENTIFIER, rule="must be a database name (letters, digits, '_')")
-        namespace = check.text(path, "schema", schema, pattern=IDENTIFIER, rule="must be a schema name") if engine is Engine.POSTGRESQL else database
+        namespace = (
+            check.text(path, "schema", schema, pattern=IDENTIFIER, rule="must be a schema name")
+            if engine is Engine.POSTGRESQL
+            else database
+        )
         check.text(path, "username", username, pattern=r"[A-Za-z0-9_.@-]{1,64}", rule="must be a database user name")
         prefix = topic_prefix if topic_prefix is not None else re.sub(r"[^A-Za-z0-9_-]", "_", source_id)
-        check.text(path, "topic_prefix", prefix, pattern=_PREFIX, rule="may hold only letters, digits, '.', '_', '-'", max_length=100)
+        check.text(
+            path, "topic_prefix", prefix, pattern=_PREFIX, rule="may hold only letters, digits, '.', '_', '-'", max_length=100
+        )
         snapshot_mode = check.choice(path, "snapshot_mode", snapshot_mode, SnapshotMode)
         decimal_handling = check.choice(path, "decimal_handling", decimal_handling, DecimalHandling)
         if heartbeat is not None:
@@ -156,30 +162,52 @@ class CdcSource(Construct):
         self.history_topic: StreamingTopic | None = None
         if engine.has_schema_history:
             self.history_topic = StreamingTopic(
-                self, "schema-history", name=f"_schema-history.{prefix}", partitions=1, retention=FOREVER,
-                config={"retention.bytes": "-1"}, owner=owner,
+                self,
+                "schema-history",
+                name=f"_schema-history.{prefix}",
+                partitions=1,
+                retention=FOREVER,
+                config={"retention.bytes": "-1"},
+                owner=owner,
             )
             support.append(self.history_topic)
         self.heartbeat_topic: StreamingTopic | None = None
         if heartbeat is not None:
             self.heartbeat_topic = StreamingTopic(
-                self, "heartbeat", name=f"__debezium-heartbeat.{prefix}", partitions=1, retention=timedelta(days=1),
+                self,
+                "heartbeat",
+                name=f"__debezium-heartbeat.{prefix}",
+                partitions=1,
+                retention=timedelta(days=1),
                 owner=owner,
             )
             support.append(self.heartbeat_topic)
         acls = self._grant_connect(prefix)
 
-        password = stack.sensitive_variable(f"{_var_name(source_id)}_password", f"Password of database user {username} for {path}")
-        config = self._connector_config(engine, host, port, database, namespace, username, prefix, snapshot_mode,
-                                         decimal_handling, heartbeat, server_id, captured)
+        password = stack.sensitive_variable(
+            f"{_var_name(source_id)}_password", f"Password of database user {username} for {path}"
+        )
+        config = self._connector_config(
+            engine,
+            host,
+            port,
+            database,
+            namespace,
+            username,
+            prefix,
+            snapshot_mode,
+            decimal_handling,
+            heartbeat,
+            server_id,
+            captured,
+        )
         sensitive: dict[str, str] = {"database.password": password.string_value}
         if self.history_topic is not None:
             config.update(self._history_config(self.history_topic))
             sensitive.update(self._history_credentials())
         treatments = self._treatment_config(captured)
         if any(t is Treatment.HASHED for table in captured for t in table.treatments.values()):
-            salt = stack.variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}",
-                                  sensitive=False)
+            salt = stack.variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}", sensitive=False)
             hashed_columns = treatments.pop("__hashed__")
             treatments[f"column.mask.hash.v2.SHA-256.with.salt.{salt.string_value}"] = hashed_columns
         config.update(treatments)
@@ -198,7 +226,9 @@ class CdcSource(Construct):
     def topic(self, table: str) -> StreamingTopic:
         """The topic that carries ``table``'s changes."""
         if table not in self._topics:
-            raise DatapipeError(check.path_of(self), f"no captured table named {table!r} (captured: {sorted(self._topics)})", table)
+            raise DatapipeError(
+                check.path_of(self), f"no captured table named {table!r} (captured: {sorted(self._topics)})", table
+            )
         return self._topics[table]
 
     @property
@@ -233,13 +263,22 @@ class CdcSource(Construct):
                 if table_name not in declared:
                     raise DatapipeError(path, f"{treatment.value} names a table that is not captured", table_name)
                 for column in check.sequence(path, f"{treatment.value}[{table_name!r}]", columns):
-                    column_name = column.checked(path).name if isinstance(column, Column) else check.text(
-                        path, f"{treatment.value} column", column, pattern=IDENTIFIER, rule="must be a column name")
+                    column_name = (
+                        column.checked(path).name
+                        if isinstance(column, Column)
+                        else check.text(
+                            path, f"{treatment.value} column", column, pattern=IDENTIFIER, rule="must be a column name"
+                        )
+                    )
                     table = declared[table_name]
                     if table.columns and table.column(column_name) is None:
-                        raise DatapipeError(path, f"{treatment.value}[{table_name!r}] names a column the table does not declare", column_name)
+                        raise DatapipeError(
+                            path, f"{treatment.value}[{table_name!r}] names a column the table does not declare", column_name
+                        )
                     if column_name in table.primary_key:
-                        raise DatapipeError(path, f"primary key column {table_name}.{column_name} cannot be {treatment.value}", column_name)
+                        raise DatapipeError(
+                            path, f"primary key column {table_name}.{column_name} cannot be {treatment.value}", column_name
+                        )
                     if column_name in treatments[table_name]:
                         raise DatapipeError(path, f"column {table_name}.{column_name} has two treatments", column_name)
                     treatments[table_name][column_name] = treatment
@@ -247,7 +286,9 @@ class CdcSource(Construct):
         for name, table in declared.items():
             topic = f"{prefix}.{namespace}.{name}"
             check_topic_name(path, topic)
-            result.append(CapturedTable(name=name, namespace=namespace, table=table, topic_name=topic, treatments=treatments[name]))
+            result.append(
+                CapturedTable(name=name, namespace=namespace, table=table, topic_name=topic, treatments=treatments[name])
+            )
         return result
 
     def _grant_connect(self, prefix: str) -> list[KafkaAcl]:
@@ -290,9 +331,7 @@ class CdcSource(Construct):
             "database.user": username,
             "topic.prefix": prefix,
             "table.include.list": ",".join(re.escape(t.qualified_name) for t in captured),
-            "message.key.columns": ";".join(
-                f"{t.qualified_name}:{','.join(t.primary_key)}" for t in captured if t.primary_key
-            ),
+            "message.key.columns": ";".join(f"{t.qualified_name}:{','.join(t.primary_key)}" for t in captured if t.primary_key),
             "snapshot.mode": snapshot_mode.value,
             "decimal.handling.mode": decimal_handling.value,
             "time.precision.mode": "connect",
@@ -306,20 +345,24 @@ class CdcSource(Construct):
             del config["message.key.columns"]
         if engine is Engine.POSTGRESQL:
             slot = re.sub(r"[^a-z0-9_]", "_", prefix.lower())[:63]
-            config.update({
-                "database.dbname": database,
-                "schema.include.list": namespace,
-                "plugin.name": "pgoutput",
-                "slot.name": slot,
-                "publication.name": f"{slot}_publication",
-                "publication.autocreate.mode": "filtered",
-            })
+            config.update(
+                {
+                    "database.dbname": database,
+                    "schema.include.list": namespace,
+                    "plugin.name": "pgoutput",
+                    "slot.name": slot,
+                    "publication.name": f"{slot}_publication",
+                    "publication.autocreate.mode": "filtered",
+                }
+            )
         else:
-            config.update({
-                "database.server.id": str(server_id),
-                "database.include.list": database,
-                "include.schema.changes": "false",
-            })
+            config.update(
+                {
+                    "database.server.id": str(server_id),
+                    "database.include.list": database,
+                    "include.schema.changes": "false",
+                }
+            )
         if heartbeat is not None:
             config["heartbeat.interval.ms"] = str(to_millis(heartbeat))
         return config
@@ -364,35 +407,37 @@ class CdcSource(Construct):
         return config
 
     def _describe(self, manifest: dict[str, Any]) -> None:
-        manifest["sources"].append({
-            "name": self.node.id,
-            "path": check.path_of(self),
-            "engine": self.engine.value,
-            "host": self.host,
-            "port": self.port,
-            "database": self.database,
-            "schema": self.namespace if self.engine is Engine.POSTGRESQL else None,
-            "connector": self.connector_name,
-            "topic_prefix": self.topic_prefix,
-            "tables": [
-                {
-                    "name": t.name,
-                    "primary_key": list(t.primary_key),
-                    "topic": t.topic_name,
-                    "columns": [
-                        {
-                            "name": c.name,
-                            "type": c.type.value,
-                            "classification": c.classification.value if c.classification else None,
-                            "info_type": c.info_type.value if c.info_type else None,
-                            "treatment": t.treatments[c.name].value if c.name in t.treatments else None,
-                        }
-                        for c in t.table.columns
-                    ],
-                }
-                for t in self.tables
-            ],
-        })
+        manifest["sources"].append(
+            {
+                "name": self.node.id,
+                "path": check.path_of(self),
+                "engine": self.engine.value,
+                "host": self.host,
+                "port": self.port,
+                "database": self.database,
+                "schema": self.namespace if self.engine is Engine.POSTGRESQL else None,
+                "connector": self.connector_name,
+                "topic_prefix": self.topic_prefix,
+                "tables": [
+                    {
+                        "name": t.name,
+                        "primary_key": list(t.primary_key),
+                        "topic": t.topic_name,
+                        "columns": [
+                            {
+                                "name": c.name,
+                                "type": c.type.value,
+                                "classification": c.classification.value if c.classification else None,
+                                "info_type": c.info_type.value if c.info_type else None,
+                                "treatment": t.treatments[c.name].value if c.name in t.treatments else None,
+                            }
+                            for c in t.table.columns
+                        ],
+                    }
+                    for t in self.tables
+                ],
+            }
+        )
 
 
 def _var_name(construct_id: str) -> str:

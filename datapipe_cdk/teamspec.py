@@ -45,17 +45,30 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["team", "stack", "owners", "tables"],
     "properties": {
-        "team": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,62}$",
-                 "description": "the team's id: lowercase letters, digits and '-' (e.g. fraud-analytics)"},
-        "stack": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-                  "description": "the pipeline stack this warehouse belongs to (e.g. payments)"},
+        "team": {
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9-]{1,62}$",
+            "description": "the team's id: lowercase letters, digits and '-' (e.g. fraud-analytics)",
+        },
+        "stack": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+            "description": "the pipeline stack this warehouse belongs to (e.g. payments)",
+        },
         "description": {"type": "string", "maxLength": 16384, "description": "what the warehouse is for"},
-        "dataset": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,1024}$",
-                    "description": "BigQuery dataset id (default: the team id with '-' as '_')"},
+        "dataset": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_]{1,1024}$",
+            "description": "BigQuery dataset id (default: the team id with '-' as '_')",
+        },
         "owners": {"type": "array", "minItems": 1, "items": _PRINCIPAL, "description": "who owns the warehouse (at least one)"},
         "readers": {"type": "array", "items": _PRINCIPAL, "description": "who may query every view"},
-        "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500,
-                           "description": "days before a partition expires (required when holds_pii is true)"},
+        "retention_days": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 36500,
+            "description": "days before a partition expires (required when holds_pii is true)",
+        },
         "holds_pii": {"type": "boolean", "description": "true only if the warehouse may hold unmasked PII"},
         "tables": {
             "type": "array",
@@ -66,12 +79,19 @@ SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["sink", "table"],
                 "properties": {
-                    "sink": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-                             "description": "the BigQuerySink's id in the stack (e.g. payments-raw)"},
+                    "sink": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                        "description": "the BigQuerySink's id in the stack (e.g. payments-raw)",
+                    },
                     "table": {"type": "string", "pattern": _IDENT, "description": "the captured table's name (e.g. orders)"},
-                    "columns": {"type": "array", "minItems": 1, "uniqueItems": True,
-                                "items": {"type": "string", "pattern": _IDENT, "description": "a column name"},
-                                "description": "the columns the team needs (default: all the table carries)"},
+                    "columns": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "pattern": _IDENT, "description": "a column name"},
+                        "description": "the columns the team needs (default: all the table carries)",
+                    },
                     "as": {"type": "string", "pattern": _IDENT, "description": "the view's name (default: the table's)"},
                 },
             },
@@ -98,8 +118,11 @@ SCHEMA: dict[str, Any] = {
                 "required": ["principal", "until"],
                 "properties": {
                     "principal": _PRINCIPAL,
-                    "until": {"type": "string", "pattern": _TIMESTAMP,
-                              "description": "when access ends, as an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"},
+                    "until": {
+                        "type": "string",
+                        "pattern": _TIMESTAMP,
+                        "description": "when access ends, as an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)",
+                    },
                 },
             },
         },
@@ -205,8 +228,11 @@ def _explain(error: Any) -> str:
     return str(error.message)
 
 
-def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
-    """Build the team's ``MicroWarehouse`` in ``stack``; construct errors are re-raised at the file's line."""
+def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protection: bool = True) -> MicroWarehouse:
+    """Build the team's ``MicroWarehouse`` in ``stack``; construct errors are re-raised at the file's line.
+
+    ``deletion_protection`` is the deployment's choice (off where stacks are torn down, e.g. a local stack).
+    """
     from .governance.state import Governance
 
     data = spec.data
@@ -220,10 +246,16 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
     retention = timedelta(days=data["retention_days"]) if "retention_days" in data else None
     with _at(spec, ()):
         warehouse = MicroWarehouse(
-            stack, team, owners=owners, readers=readers, dataset=data.get("dataset"),
+            stack,
+            team,
+            owners=owners,
+            readers=readers,
+            dataset=data.get("dataset"),
             description=data.get("description") or f"Microwarehouse of team {team} ({spec.file})",
-            labels={"team": team, "managed-by-spec": "team-yaml"}, retention=retention,
+            labels={"team": team, "managed-by-spec": "team-yaml"},
+            retention=retention,
             holds_pii=bool(data.get("holds_pii", False)),
+            deletion_protection=deletion_protection,
         )
     governance = Governance.of(stack)
     governance.declare_origin(path_of(warehouse), spec.at())
@@ -231,18 +263,25 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
         where = ("tables", i)
         sink = sinks.get(entry["sink"])
         if sink is None:
-            raise DatapipeError(spec.at(*where, "sink"), f"no BigQuerySink with this id in stack {stack.node.id} "
-                                                         f"(sinks: {', '.join(sorted(sinks)) or 'none'})", entry["sink"])
+            raise DatapipeError(
+                spec.at(*where, "sink"),
+                f"no BigQuerySink with this id in stack {stack.node.id} (sinks: {', '.join(sorted(sinks)) or 'none'})",
+                entry["sink"],
+            )
         if entry["table"] not in {t.captured.name for t in sink.tables}:
             tables = ", ".join(t.captured.name for t in sink.tables)
-            raise DatapipeError(spec.at(*where, "table"), f"sink {sink.node.id} has no such table (tables: {tables})",
-                                entry["table"])
+            raise DatapipeError(
+                spec.at(*where, "table"), f"sink {sink.node.id} has no such table (tables: {tables})", entry["table"]
+            )
         table = sink.table(entry["table"])
         known = [c.name for c in table.columns]
         for j, column in enumerate(entry.get("columns", [])):
             if known and column not in known:
-                raise DatapipeError(spec.at(*where, "columns", j), f"{entry['sink']}/{entry['table']} carries no such column "
-                                                                   f"(columns: {', '.join(known)})", column)
+                raise DatapipeError(
+                    spec.at(*where, "columns", j),
+                    f"{entry['sink']}/{entry['table']} carries no such column (columns: {', '.join(known)})",
+                    column,
+                )
         with _at(spec, where):
             view = warehouse.expose(table, columns=entry.get("columns"), name=entry.get("as"))
         governance.declare_origin(f"{path_of(warehouse)}/view-{view.name}", spec.at(*where))
@@ -258,7 +297,7 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec) -> MicroWarehouse:
     return warehouse
 
 
-def compile_teams(stack: DataPipelineStack, directory: str | Path) -> list[MicroWarehouse]:
+def compile_teams(stack: DataPipelineStack, directory: str | Path, *, deletion_protection: bool = True) -> list[MicroWarehouse]:
     """Compile every ``*.yaml`` / ``*.yml`` team file in ``directory`` that names ``stack``."""
     folder = Path(directory)
     if not folder.is_dir():
@@ -267,7 +306,7 @@ def compile_teams(stack: DataPipelineStack, directory: str | Path) -> list[Micro
     for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         spec = load(file, display=_display(file))
         if spec.stack == stack.node.id:
-            result.append(compile_team(stack, spec))
+            result.append(compile_team(stack, spec, deletion_protection=deletion_protection))
     return result
 
 

@@ -68,8 +68,16 @@ class MicroWarehouse(Construct):
         self.pipeline = stack
         self.deletion_protection = deletion_protection
         self.dataset = Dataset(
-            self, "dataset", dataset_id=dataset_id, description=description or f"Microwarehouse {path}",
-            labels=labels, holds_pii=holds_pii, retention=retention, owners=owners, readers=readers, writers=writers,
+            self,
+            "dataset",
+            dataset_id=dataset_id,
+            description=description or f"Microwarehouse {path}",
+            labels=labels,
+            holds_pii=holds_pii,
+            retention=retention,
+            owners=owners,
+            readers=readers,
+            writers=writers,
             deletion_protection=deletion_protection,
         )
         self.views: dict[str, View] = {}
@@ -83,18 +91,27 @@ class MicroWarehouse(Construct):
         view_name = name if name is not None else table.captured.name
         self._check_view_name(path, view_name)
         if not table.primary_key:
-            raise DatapipeError(path, f"cannot expose {table.captured.qualified_name} as latest state: it has no known primary key", view_name)
+            raise DatapipeError(
+                path, f"cannot expose {table.captured.qualified_name} as latest state: it has no known primary key", view_name
+            )
         chosen: tuple[str, ...] = ()
         if columns is not None:
-            chosen = tuple(check.text(path, "column", c, pattern=IDENTIFIER, rule="must be a column name") for c in check.sequence(path, "columns", columns))
+            chosen = tuple(
+                check.text(path, "column", c, pattern=IDENTIFIER, rule="must be a column name")
+                for c in check.sequence(path, "columns", columns)
+            )
             known = {c.name for c in table.columns}
             if not chosen:
                 raise DatapipeError(path, "columns must not be empty (omit it to expose every column)", columns)
             if not known:
-                raise DatapipeError(path, f"columns can only be chosen when {table.captured.qualified_name} declares its columns", chosen)
+                raise DatapipeError(
+                    path, f"columns can only be chosen when {table.captured.qualified_name} declares its columns", chosen
+                )
             unknown = [c for c in chosen if c not in known]
             if unknown:
-                raise DatapipeError(path, f"columns not carried by {table.captured.qualified_name} (excluded or undeclared)", unknown)
+                raise DatapipeError(
+                    path, f"columns not carried by {table.captured.qualified_name} (excluded or undeclared)", unknown
+                )
         project = self.pipeline.gcp.project
         sql = render_template(
             "latest_state",
@@ -106,8 +123,12 @@ class MicroWarehouse(Construct):
             changelog=quote_table(project, table.dataset.dataset_id, table.table_id),
         )
         resource = self._view_resource(view_name, sql, [table.resource])
-        table.dataset.authorize_view(f"{self.dataset.dataset_id}-{view_name}", project, self.dataset.dataset_id_ref,
-                                     resource.get_string_attribute("table_id"))
+        table.dataset.authorize_view(
+            f"{self.dataset.dataset_id}-{view_name}",
+            project,
+            self.dataset.dataset_id_ref,
+            resource.get_string_attribute("table_id"),
+        )
         view = View(view_name, "latest_state", sql, resource, source=table, columns=chosen)
         self.views[view_name] = view
         return view
@@ -136,8 +157,11 @@ class MicroWarehouse(Construct):
         if self.pipeline.gcp.manage_iam and not principal.is_public:
             condition = access.attributes.get("condition")
             ProjectIamMember(
-                self, f"job-user-{len(self.dataset.node.children)}", project=self.pipeline.gcp.project,
-                role="roles/bigquery.jobUser", member=principal.iam_member,
+                self,
+                f"job-user-{len(self.dataset.node.children)}",
+                project=self.pipeline.gcp.project,
+                role="roles/bigquery.jobUser",
+                member=principal.iam_member,
                 condition=condition[0] if condition else None,
             )
 
@@ -158,27 +182,29 @@ class MicroWarehouse(Construct):
         )
 
     def _describe(self, manifest: dict[str, Any]) -> None:
-        manifest["warehouses"].append({
-            "name": self.node.id,
-            "path": check.path_of(self),
-            "dataset": self.dataset.dataset_id,
-            "holds_pii": self.dataset.holds_pii,
-            "owners": [str(p) for p in self.dataset.owners],
-            "readers": [str(p) for p in self.dataset.readers],
-            "views": [
-                {
-                    "name": v.name,
-                    "kind": v.kind,
-                    **(
-                        {
-                            "sink_dataset": v.source.dataset.dataset_id,
-                            "sink_table": v.source.table_id,
-                            "primary_key": list(v.source.primary_key),
-                        }
-                        if v.source is not None
-                        else {"depends_on": list(v.depends_on)}
-                    ),
-                }
-                for v in self.views.values()
-            ],
-        })
+        manifest["warehouses"].append(
+            {
+                "name": self.node.id,
+                "path": check.path_of(self),
+                "dataset": self.dataset.dataset_id,
+                "holds_pii": self.dataset.holds_pii,
+                "owners": [str(p) for p in self.dataset.owners],
+                "readers": [str(p) for p in self.dataset.readers],
+                "views": [
+                    {
+                        "name": v.name,
+                        "kind": v.kind,
+                        **(
+                            {
+                                "sink_dataset": v.source.dataset.dataset_id,
+                                "sink_table": v.source.table_id,
+                                "primary_key": list(v.source.primary_key),
+                            }
+                            if v.source is not None
+                            else {"depends_on": list(v.depends_on)}
+                        ),
+                    }
+                    for v in self.views.values()
+                ],
+            }
+        )

@@ -66,9 +66,15 @@ def _missing_local_prerequisite(cfg: StackConfig) -> str | None:
     return None
 
 
-def _healthy(cfg: StackConfig) -> bool:
+def _states() -> list[str]:
+    """One state per service from ``launcher status`` (``healthy (...)``, ``stopped``, ``unhealthy ...``)."""
     result = subprocess.run([sys.executable, "-m", "integration.launcher", "status"], cwd=ROOT, capture_output=True, text=True)
-    return result.returncode == 0
+    return [line.split(None, 1)[1] if " " in line.strip() else "" for line in result.stdout.splitlines() if line.strip()]
+
+
+def _healthy() -> bool:
+    states = _states()
+    return bool(states) and all(state.startswith("healthy") for state in states)
 
 
 def _launcher(command: str) -> None:
@@ -89,30 +95,14 @@ def _deploy(cfg: StackConfig) -> bool:
     return fresh
 
 
-def _wait_connectors_running(cfg: StackConfig) -> None:
-    import requests
-
-    def all_running() -> bool:
-        for name in deploy.connector_names():
-            status = requests.get(f"{cfg.connect_url}/connectors/{name}/status", timeout=5)
-            if status.status_code != 200:
-                return False
-            body = status.json()
-            states = [body["connector"]["state"], *(task["state"] for task in body["tasks"])]
-            if not body["tasks"] or any(state != "RUNNING" for state in states):
-                return False
-        return True
-
-    flow.wait_for(all_running, CONNECTORS_TIMEOUT_S, "every connector and task RUNNING (Connect REST)", interval=2.0)
-
-
 def _teardown(stack: DeployedStack) -> None:
     if stack.deployed:
         for name in reversed(deploy.STACKS):
             deploy.destroy(stack.cfg, name)
 
 
-@pytest.fixture(scope="session", params=[pytest.param(name, id=name) for name in BACKENDS])
+@pytest.fixture(scope="session", params=[pytest.param("local", id="local"),
+                                        pytest.param("compose", id="compose", marks=pytest.mark.docker)])
 def deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     """The example pipelines deployed on a running stack (see the module docstring)."""
     backend = str(request.param)
@@ -125,13 +115,14 @@ def deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     reason = _missing_local_prerequisite(cfg)
     if reason:
         pytest.skip(reason)
-    started = not _healthy(cfg)
-    if started:
-        _launcher("up")
+    states = _states()
+    started = all(state == "stopped" for state in states)  # ours to stop at the end only if nothing ran
+    if not all(state.startswith("healthy") for state in states):
+        _launcher("up")  # idempotent: starts only what is not running
     stack = DeployedStack("local", cfg, started=started, deployed=False)
     try:
         stack.deployed = _deploy(cfg)
-        _wait_connectors_running(cfg)
+        deploy.wait_running(cfg, timeout=CONNECTORS_TIMEOUT_S)
         yield stack
     finally:
         _teardown(stack)
@@ -148,7 +139,8 @@ def _docker_engine_reason() -> str | None:
         return "no docker CLI on PATH (no Docker engine on this machine): the local backend covers the same tests"
     probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
-        return f"Docker engine not reachable: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else 'docker info failed'}"
+        detail = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else "docker info failed"
+        return f"Docker engine not reachable: {detail}"
     return None
 
 
@@ -203,14 +195,19 @@ def _compose_stack(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     if reason:
         pytest.skip(reason)
     local = StackConfig()
-    if _healthy(local):
+    if _healthy():
         pytest.skip("the local (launcher) stack holds the same ports: run make stack-down to test the compose backend")
-    run_dir = local.cache_dir / "run-compose"
-    os.environ["DATAPIPE_RUN_DIR"] = str(run_dir)
-    # Connect runs beside the databases in compose: the connectors reach them by service name.
-    os.environ["DATAPIPE_MARIADB_ADDRESS"] = "mariadb:3306"
-    os.environ["DATAPIPE_POSTGRES_ADDRESS"] = "postgres:5432"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATAPIPE_RUN_DIR", str(local.cache_dir / "run-compose"))
+        # Connect runs beside the databases in compose: the connectors reach them by service name.
+        env.setenv("DATAPIPE_MARIADB_ADDRESS", "mariadb:3306")
+        env.setenv("DATAPIPE_POSTGRES_ADDRESS", "postgres:5432")
+        yield from _compose_deployed(request)
+
+
+def _compose_deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     cfg = StackConfig()
+    # Stays set for the session: pytest-docker's `docker compose down` at the end interpolates them too.
     os.environ.update(_compose_secrets(cfg))
     docker_services: Any = request.getfixturevalue("docker_services")  # pytest-docker: compose up, down at the end
     docker_services.wait_until_responsive(check=lambda: _connect_answers(cfg), timeout=300.0, pause=2.0)
@@ -222,7 +219,7 @@ def _compose_stack(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     stack = DeployedStack("compose", cfg, started=True, deployed=False)
     try:
         stack.deployed = _deploy(cfg)
-        _wait_connectors_running(cfg)
+        deploy.wait_running(cfg, timeout=CONNECTORS_TIMEOUT_S)
         yield stack
     finally:
         _teardown(stack)

@@ -13,6 +13,8 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,8 @@ def terraform_variables(cfg: StackConfig) -> dict[str, str]:
 
 def synth(cfg: StackConfig) -> Path:
     """Synthesize the example stacks for the local profile into ``cdktf.out/local``."""
-    env = {**os.environ, "DATAPIPE_PROFILE": "local", "DATAPIPE_STATE_DIR": str(cfg.run_dir / "terraform")}
+    env = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", **os.environ,  # as the Makefile exports it
+           "DATAPIPE_PROFILE": "local", "DATAPIPE_STATE_DIR": str(cfg.run_dir / "terraform")}
     subprocess.run([sys.executable, str(ROOT / "stacks" / "main.py"), "--outdir", str(OUTDIR)], check=True, env=env, cwd=ROOT)
     return OUTDIR
 
@@ -99,7 +102,8 @@ def tofu(cfg: StackConfig, stack: str, args: Sequence[str], *, check: bool = Tru
 
 
 def init(cfg: StackConfig, stack: str) -> None:
-    tofu(cfg, stack, ["init", "-input=false", "-no-color"])
+    # -reconfigure: the backend (local state in the run dir) comes from the synth; nothing to migrate.
+    tofu(cfg, stack, ["init", "-reconfigure", "-input=false", "-no-color"])
 
 
 def apply(cfg: StackConfig, stack: str) -> float:
@@ -117,8 +121,88 @@ def plan_is_empty(cfg: StackConfig, stack: str) -> tuple[bool, str]:
     return result.returncode == 0, result.stdout
 
 
+def reset_offsets(cfg: StackConfig, stack: str, timeout: float = 60.0) -> list[str]:
+    """Stop the stack's connectors and delete their offsets before they are destroyed.
+
+    Kafka Connect keeps a deleted connector's offsets (source positions in ``connect-offsets``, sink
+    positions as the consumer group ``connect-<name>``). A connector re-created under the same name
+    would resume from them: a Debezium source then finds its schema-history topic gone ("The db history
+    topic is missing") and a sink skips the first records of the re-created topics. Source offsets go
+    through Connect's REST API (KIP-875); a sink's group is deleted as the Kafka admin (the worker's
+    principal holds no Delete on groups). Returns the connectors reset.
+    """
+    reset = []
+    for item in resources(stack, "kafka-connect_connector"):
+        name = str(item["name"])
+        if _connect_call(cfg, "PUT", f"/connectors/{name}/stop") == 404:
+            continue  # not deployed
+        is_sink = str(item.get("config", {}).get("connector.class", "")).endswith("SinkConnector")
+        deadline = time.monotonic() + timeout
+        while not (_delete_group(cfg, f"connect-{name}") if is_sink
+                   else _connect_call(cfg, "DELETE", f"/connectors/{name}/offsets") in (200, 202)):
+            if time.monotonic() > deadline:
+                raise DeployError(f"could not reset the offsets of connector {name}: see {cfg.run_dir / 'logs' / 'connect.log'}")
+            time.sleep(1.0)  # stopping completes asynchronously
+        reset.append(name)
+    return reset
+
+
+def connectors_running(cfg: StackConfig, names: Sequence[str]) -> bool:
+    """True when each named connector and every one of its tasks (at least one) is RUNNING."""
+    for name in names:
+        try:
+            with urllib.request.urlopen(f"{cfg.connect_url}/connectors/{name}/status", timeout=10) as response:
+                body = json.loads(response.read())
+        except (urllib.error.URLError, OSError):
+            return False
+        states = [body["connector"]["state"], *(task["state"] for task in body["tasks"])]
+        if not body["tasks"] or any(state != "RUNNING" for state in states):
+            return False
+    return True
+
+
+def wait_running(cfg: StackConfig, stacks: Sequence[str] = STACKS, timeout: float = 120.0) -> float:
+    """Wait until every connector of ``stacks`` runs with all tasks; seconds waited."""
+    names = connector_names(stacks)
+    started = time.monotonic()
+    while not connectors_running(cfg, names):
+        if time.monotonic() - started > timeout:
+            raise DeployError(f"connectors {', '.join(names)} not all RUNNING after {timeout:.0f}s: "
+                              f"see {cfg.connect_url}/connectors?expand=status and {cfg.run_dir / 'logs' / 'connect.log'}")
+        time.sleep(2.0)
+    return time.monotonic() - started
+
+
+def _connect_call(cfg: StackConfig, method: str, path: str) -> int:
+    """HTTP status of one Connect REST call."""
+    request = urllib.request.Request(f"{cfg.connect_url}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError) as error:
+        raise DeployError(f"Kafka Connect not reachable at {cfg.connect_url} ({error}): run make stack-up") from None
+
+
+def _delete_group(cfg: StackConfig, group: str) -> bool:
+    """Delete a consumer group as the Kafka admin; True when it is gone (or never existed)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
+                         "sasl.password": kafka.passwords(cfg)["admin"], "log_level": 4})
+    try:
+        admin.delete_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
+    except KafkaException as error:
+        return bool(error.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND)
+    return True
+
+
 def destroy(cfg: StackConfig, stack: str) -> None:
     init(cfg, stack)
+    reset_offsets(cfg, stack)
     tofu(cfg, stack, ["destroy", "-auto-approve", "-input=false", "-no-color"])
 
 
@@ -147,6 +231,8 @@ def main(argv: Sequence[str]) -> int:
             else:
                 destroy(cfg, stack)
                 print(f"==> {stack}: destroyed", flush=True)
+        if argv[0] == "apply":
+            print(f"==> connectors RUNNING with all tasks after {wait_running(cfg, stacks):.1f} s", flush=True)
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

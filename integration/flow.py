@@ -97,6 +97,30 @@ def delete_order(cfg: StackConfig, engine: str, order_id: int) -> None:
         cur.execute("DELETE FROM payments.orders WHERE id = %s", (order_id,))
 
 
+def insert_then_update_in_one_transaction(cfg: StackConfig, engine: str, statuses: list[str]) -> int:
+    """Insert an order with ``statuses[0]`` and update it to each later status, all in one transaction.
+
+    The changes share one commit: only their source positions tell the latest-state view their order.
+    """
+    conn: Any = databases.mariadb_connect(cfg) if engine == "mariadb" else databases.postgres_connect(cfg)
+    try:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            sql = "INSERT INTO payments.orders (account_id, amount, currency, status) VALUES (104, 1.00, 'EUR', %s)"
+            if engine == "postgres":
+                cur.execute(sql + " RETURNING id", (statuses[0],))
+                order_id = int(cur.fetchone()[0])
+            else:
+                cur.execute(sql, (statuses[0],))
+                order_id = int(cur.lastrowid)
+            for status in statuses[1:]:
+                cur.execute("UPDATE payments.orders SET status = %s WHERE id = %s", (status, order_id))
+        conn.commit()
+        return order_id
+    finally:
+        conn.close()
+
+
 def insert_refund(cfg: StackConfig, engine: str, order_id: int, amount: Decimal, reason: str) -> None:
     with source_cursor(cfg, engine) as cur:
         cur.execute("INSERT INTO payments.refunds (order_id, amount, reason) VALUES (%s, %s, %s)", (order_id, amount, reason))
@@ -114,7 +138,7 @@ def normalize(row: Row) -> Row:
     out: Row = {}
     for key, value in row.items():
         if isinstance(value, dt.datetime):
-            value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
         elif isinstance(value, (int, float)) and key == "amount":
             value = Decimal(str(value))
         elif isinstance(value, str):
@@ -133,7 +157,8 @@ def bigquery_client(cfg: StackConfig) -> Any:
     from google.cloud import bigquery
 
     endpoint = f"http://{cfg.host}:{cfg.bigquery_port}"
-    return bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint))
+    options = ClientOptions(api_endpoint=endpoint)
+    return bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options=options)
 
 
 def view_orders(client: Any, view: str) -> dict[int, Row]:
@@ -155,7 +180,8 @@ def diff(expected: dict[int, Row], actual: dict[int, Row]) -> list[str]:
     problems += [f"id {key}: in the view but not in the source" for key in sorted(actual.keys() - expected.keys())]
     for key in sorted(expected.keys() & actual.keys()):
         if expected[key] != actual[key]:
-            changed = {col: (expected[key][col], actual[key].get(col)) for col in expected[key] if expected[key][col] != actual[key].get(col)}
+            want, got = expected[key], actual[key]
+            changed = {col: (want[col], got.get(col)) for col in want if want[col] != got.get(col)}
             problems.append(f"id {key}: source != view {changed}")
     return problems
 
@@ -171,6 +197,7 @@ def kafka_config(cfg: StackConfig, user: str, **extra: Any) -> dict[str, Any]:
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": user,
         "sasl.password": kafka.passwords(cfg)[user],
+        "log_level": 4,  # warnings and errors; librdkafka logs client teardown at info
         **extra,
     }
 

@@ -19,7 +19,7 @@ stack-deps:
 	    apt-get update -qq && apt-get install -y -qq maven openjdk-17-jdk-headless >/dev/null; \
 	  else echo "stack-deps: mvn and java 17+ are required: sudo apt-get install maven openjdk-17-jdk-headless"; exit 1; fi; \
 	fi; \
-	for svc in kafka connect; do pid=$$(cat "$(STACK_RUN)/pids/$$svc.pid" 2>/dev/null || true); \
+	for svc in kafka connect; do pid=$$(cut -d' ' -f1 "$(STACK_RUN)/pids/$$svc.pid" 2>/dev/null || true); \
 	  if [ -n "$$pid" ] && tr '\0' ' ' < /proc/$$pid/cmdline 2>/dev/null | grep -qF "$(STACK_CACHE)/"; then \
 	    echo "stack-deps: $$svc (pid $$pid) runs from the jars to be replaced: run make stack-down first"; exit 1; fi; done; \
 	echo "==> stack-deps: resolving Kafka, Connect, Debezium and KCBQ jars from Maven Central into $(STACK_CACHE)"; \

@@ -50,12 +50,20 @@ def current() -> Profile:
         postgres_host, postgres_port = _source_address("POSTGRES", 15432)
         return Profile(
             name="local",
-            kafka=KafkaCluster(bootstrap_servers=[f"127.0.0.1:{_port('KAFKA', 19092)}"], brokers=1, tls=False,
-                               sasl_username="admin"),
-            connect=ConnectCluster(url=f"http://127.0.0.1:{_port('CONNECT', 18083)}",
-                                   principal=Principal.kafka_user("connect")),
-            gcp=GcpProject(project=os.environ.get("DATAPIPE_GCP_PROJECT", "datapipe-local"), location="US",
-                           bigquery_endpoint=f"http://127.0.0.1:{_port('BIGQUERY', 19050)}", manage_iam=False),
+            kafka=KafkaCluster(
+                bootstrap_servers=[f"127.0.0.1:{_port('KAFKA', 19092)}"], brokers=1, tls=False, sasl_username="admin"
+            ),
+            # The launcher grants the worker its internal topics before the worker starts, and both example
+            # stacks share that worker: neither stack may own (and on destroy delete) those ACLs.
+            connect=ConnectCluster(
+                url=f"http://127.0.0.1:{_port('CONNECT', 18083)}", principal=Principal.kafka_user("connect"), manage_acls=False
+            ),
+            gcp=GcpProject(
+                project=os.environ.get("DATAPIPE_GCP_PROJECT", "datapipe-local"),
+                location="US",
+                bigquery_endpoint=f"http://127.0.0.1:{_port('BIGQUERY', 19050)}",
+                manage_iam=False,
+            ),
             mysql_engine=Engine.MARIADB,
             mysql_host=mysql_host,
             mysql_port=mysql_port,
@@ -67,8 +75,12 @@ def current() -> Profile:
         raise SystemExit(f"DATAPIPE_PROFILE must be 'production' or 'local', got {name!r}")
     return Profile(
         name="production",
-        kafka=KafkaCluster(bootstrap_servers=["kafka-1.acme.internal:9093", "kafka-2.acme.internal:9093",
-                                              "kafka-3.acme.internal:9093"], brokers=3, tls=True, sasl_username="terraform"),
+        kafka=KafkaCluster(
+            bootstrap_servers=["kafka-1.acme.internal:9093", "kafka-2.acme.internal:9093", "kafka-3.acme.internal:9093"],
+            brokers=3,
+            tls=True,
+            sasl_username="terraform",
+        ),
         connect=ConnectCluster(url="https://connect.acme.internal:8083", principal=Principal.kafka_user("connect")),
         gcp=GcpProject(project="acme-data", location="US"),
         mysql_engine=Engine.MYSQL,

@@ -75,8 +75,9 @@ def source_columns(captured: CapturedTable, source_path: str) -> list[Classified
 def captured_columns(captured: CapturedTable, source_path: str) -> list[ClassifiedColumn]:
     """The columns of a captured table that reach Kafka (excluded ones are gone)."""
     return [
-        ClassifiedColumn(c.name, c.type, c.classification, c.info_type, captured.treatments.get(c.name), source_path,
-                         captured.name)
+        ClassifiedColumn(
+            c.name, c.type, c.classification, c.info_type, captured.treatments.get(c.name), source_path, captured.name
+        )
         for c in captured.columns_reaching_kafka()
     ]
 

@@ -74,12 +74,23 @@ class DlpInspection(Construct):
         parent = f"projects/{project}"
         Dataset.check_arguments(path, stack, findings_dataset, None, None, False, findings_retention, owners, ())
         self.findings = Dataset(
-            self, "findings", dataset_id=findings_dataset, description=f"DLP findings of {path}", labels=None,
-            holds_pii=False, retention=findings_retention, owners=owners, readers=(),
+            self,
+            "findings",
+            dataset_id=findings_dataset,
+            description=f"DLP findings of {path}",
+            labels=None,
+            holds_pii=False,
+            retention=findings_retention,
+            owners=owners,
+            readers=(),
         )
         self.template = DataLossPreventionInspectTemplate(
-            self, "template", parent=parent, template_id=_resource_id(f"{stack.node.id}-{inspection_id}"),
-            display_name=f"datapipe-cdk {path}", description="Info types of the datapipe-cdk classification vocabulary",
+            self,
+            "template",
+            parent=parent,
+            template_id=_resource_id(f"{stack.node.id}-{inspection_id}"),
+            display_name=f"datapipe-cdk {path}",
+            description="Info types of the datapipe-cdk classification vocabulary",
             inspect_config={
                 "info_types": [{"name": name} for name in SCANNED_INFO_TYPES],
                 "min_likelihood": min_likelihood,
@@ -99,8 +110,9 @@ class DlpInspection(Construct):
             raise DatapipeError(path, "DLP scans datasets declared clean; these tables are in a holds_pii dataset", held)
         return chosen
 
-    def _trigger(self, table: ChangelogTable, parent: str, project: str, every: timedelta,
-                 rows_limit: int) -> DataLossPreventionJobTrigger:
+    def _trigger(
+        self, table: ChangelogTable, parent: str, project: str, every: timedelta, rows_limit: int
+    ) -> DataLossPreventionJobTrigger:
         assert self.template is not None and self.findings is not None
         dataset = table.dataset.dataset_id
         return DataLossPreventionJobTrigger(
@@ -114,22 +126,42 @@ class DlpInspection(Construct):
             triggers=[{"schedule": [{"recurrence_period_duration": f"{int(every.total_seconds())}s"}]}],
             inspect_job={
                 "inspect_template_name": self.template.get_string_attribute("id"),
-                "storage_config": [{
-                    "big_query_options": [{
-                        "table_reference": [{"project_id": project, "dataset_id": table.dataset.dataset_id_ref,
-                                             "table_id": table.resource.get_string_attribute("table_id")}],
-                        "rows_limit": rows_limit,
-                        "sample_method": "RANDOM_START",
-                    }],
-                }],
-                "actions": [{
-                    "save_findings": [{
-                        "output_config": [{
-                            "table": [{"project_id": project, "dataset_id": self.findings.dataset_id_ref,
-                                       "table_id": FINDINGS_TABLE}],
-                        }],
-                    }],
-                }],
+                "storage_config": [
+                    {
+                        "big_query_options": [
+                            {
+                                "table_reference": [
+                                    {
+                                        "project_id": project,
+                                        "dataset_id": table.dataset.dataset_id_ref,
+                                        "table_id": table.resource.get_string_attribute("table_id"),
+                                    }
+                                ],
+                                "rows_limit": rows_limit,
+                                "sample_method": "RANDOM_START",
+                            }
+                        ],
+                    }
+                ],
+                "actions": [
+                    {
+                        "save_findings": [
+                            {
+                                "output_config": [
+                                    {
+                                        "table": [
+                                            {
+                                                "project_id": project,
+                                                "dataset_id": self.findings.dataset_id_ref,
+                                                "table_id": FINDINGS_TABLE,
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
             },
         )
 

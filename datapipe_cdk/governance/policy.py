@@ -72,15 +72,19 @@ class PiiOnlyInPiiDatasets(Policy):
                 continue
             for view in warehouse.views.values():
                 if view.source is not None:
-                    yield from self._report(f"{path_of(warehouse)}/view-{view.name}", view_columns(warehouse, view),
-                                            warehouse.dataset.dataset_id)
+                    yield from self._report(
+                        f"{path_of(warehouse)}/view-{view.name}", view_columns(warehouse, view), warehouse.dataset.dataset_id
+                    )
 
     def _report(self, path: str, columns: list[ClassifiedColumn], dataset: str) -> Iterator[Violation]:
         for column in columns:
             if column.exposes_pii:
                 kind = f" ({column.info_type.value})" if column.info_type else ""
-                yield self.violation(path, f"PII column {column.qualified}{kind} reaches dataset {dataset} unmasked; "
-                                           f"mask/hash/exclude it at {column.source_path} or declare the dataset holds_pii=True")
+                yield self.violation(
+                    path,
+                    f"PII column {column.qualified}{kind} reaches dataset {dataset} unmasked; "
+                    f"mask/hash/exclude it at {column.source_path} or declare the dataset holds_pii=True",
+                )
 
 
 class PiiDatasetRetention(Policy):
@@ -99,11 +103,13 @@ class PiiDatasetRetention(Policy):
                 continue
             path = inventory.owning_construct(dataset).node.path
             if dataset.retention is None or dataset.retention == FOREVER:
-                yield self.violation(path, f"dataset {dataset.dataset_id} holds PII but keeps it forever; "
-                                           f"set retention= ({limit})")
+                yield self.violation(
+                    path, f"dataset {dataset.dataset_id} holds PII but keeps it forever; set retention= ({limit})"
+                )
             elif dataset.retention > self.maximum:
-                yield self.violation(path, f"dataset {dataset.dataset_id} holds PII for {dataset.retention.days} days; "
-                                           f"set retention= {limit}")
+                yield self.violation(
+                    path, f"dataset {dataset.dataset_id} holds PII for {dataset.retention.days} days; set retention= {limit}"
+                )
 
 
 class PiiTopicRetention(Policy):
@@ -124,11 +130,19 @@ class PiiTopicRetention(Policy):
             if retention is not None and retention != FOREVER and retention <= self.maximum:
                 continue
             columns = ", ".join(c.qualified for c in exposed)
-            now = "keeps it forever" if retention == FOREVER else "has no retention.ms (broker default)" if retention is None \
+            now = (
+                "keeps it forever"
+                if retention == FOREVER
+                else "has no retention.ms (broker default)"
+                if retention is None
                 else f"keeps it {retention.days} days"
+            )
             where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
-            yield self.violation(path_of(topic), f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
-                                                  f"set retention= at most {self.maximum.days} days on {where}")
+            yield self.violation(
+                path_of(topic),
+                f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
+                f"set retention= at most {self.maximum.days} days on {where}",
+            )
 
 
 class NoPublicPrincipals(Policy):
@@ -144,16 +158,23 @@ class NoPublicPrincipals(Policy):
                 dataset = access.node.scope
                 name = getattr(dataset, "dataset_id", "?")
                 role = access.attributes.get("role")
-                yield self.violation(path_of(access), f"dataset {name} grants {role} to {member} (public); "
-                                                       "grant a group or user instead")
+                yield self.violation(
+                    path_of(access), f"dataset {name} grants {role} to {member} (public); grant a group or user instead"
+                )
         for member in inventory.find(stack, ProjectIamMember):
             if member.attributes.get("member") in _PUBLIC_MEMBERS:
-                yield self.violation(path_of(member), f"project role {member.attributes['role']} is granted to "
-                                                       f"{member.attributes['member']} (public); grant a group or user instead")
+                yield self.violation(
+                    path_of(member),
+                    f"project role {member.attributes['role']} is granted to "
+                    f"{member.attributes['member']} (public); grant a group or user instead",
+                )
         for acl in inventory.find(stack, KafkaAcl):
             if acl.resource_name == "*" and acl.permission is Permission.ALLOW:
-                yield self.violation(path_of(acl), f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
-                                                    f"{acl.resource_type.value} ('*'); name the resource instead")
+                yield self.violation(
+                    path_of(acl),
+                    f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
+                    f"{acl.resource_type.value} ('*'); name the resource instead",
+                )
 
 
 class OwnerRequired(Policy):
@@ -166,13 +187,15 @@ class OwnerRequired(Policy):
         for dataset in inventory.datasets(stack):
             if not dataset.owners:
                 path = inventory.owning_construct(dataset).node.path
-                yield self.violation(path, f"dataset {dataset.dataset_id} has no owner; "
-                                           f"pass owners=[Principal.group(...)] to {path}")
+                yield self.violation(
+                    path, f"dataset {dataset.dataset_id} has no owner; pass owners=[Principal.group(...)] to {path}"
+                )
         for topic in inventory.topics(stack):
             if inventory.topic_owner(topic) is None:
                 where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
-                yield self.violation(path_of(topic), f"topic {topic.name} has no owner; "
-                                                      f"pass owner=Principal.group(...) to {where}")
+                yield self.violation(
+                    path_of(topic), f"topic {topic.name} has no owner; pass owner=Principal.group(...) to {where}"
+                )
 
 
 def default_policies() -> list[Policy]:

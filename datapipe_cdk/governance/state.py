@@ -82,8 +82,7 @@ class Governance:
         if not isinstance(policy, Policy):
             raise DatapipeError(path_of(self.stack), "add_policy needs a governance.Policy", policy)
         if policy.name in self.policy_names:
-            raise DatapipeError(path_of(self.stack), "a policy with this name is already active; use replace_policy",
-                                policy.name)
+            raise DatapipeError(path_of(self.stack), "a policy with this name is already active; use replace_policy", policy.name)
         self.policies.append(policy)
 
     def replace_policy(self, policy: Policy) -> None:

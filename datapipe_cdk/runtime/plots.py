@@ -64,9 +64,10 @@ def freshness(frame: pd.DataFrame, directory: Path) -> Path:
     """Age of the newest changelog event per table (seconds)."""
     fig, axis = plt.subplots(figsize=(8, max(2.5, 0.5 * len(frame) + 1)))
     if len(frame):
-        data = frame.fillna({"age_s": 0.0})
-        bars = axis.barh(data["table"], data["age_s"].astype(float))
-        axis.bar_label(bars, fmt="{:.0f} s", padding=3, fontsize=8)
+        ages = pd.to_numeric(frame["age_s"], errors="coerce")
+        bars = axis.barh(frame["table"], ages.fillna(0.0))
+        labels = ["no events" if pd.isna(age) else f"{age:.0f} s" for age in ages]
+        axis.bar_label(bars, labels=labels, padding=3, fontsize=8)
     axis.set_xlabel("seconds since the newest source commit")
     axis.set_title("Freshness of changelog tables")
     return _save(fig, directory, "freshness")

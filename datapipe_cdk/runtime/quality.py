@@ -14,18 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from functools import partial
 
 import pandas as pd
+from google.api_core.exceptions import GoogleAPIError
 from tqdm import tqdm
 
 from datapipe_cdk.runtime.credentials import Credentials
 from datapipe_cdk.runtime.manifest import Manifest, Pipe
 from datapipe_cdk.runtime.pii import scan_rows
 from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
-from datapipe_cdk.runtime.source import SourceColumn, SourceDatabase
+from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceColumn, SourceDatabase
 from datapipe_cdk.runtime.warehouse import WarehouseClient, is_metadata_column
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+QUERY_ERRORS: tuple[type[Exception], ...] = (GoogleAPIError, *DATABASE_ERRORS)
 RECONCILIATION_CHECKS = ("row_count", "deleted_rows_visible", "missing_rows", "duplicate_keys")
 
 
@@ -61,6 +64,19 @@ class QualityReport:
         self.checks.append(CheckResult(check, table, status, detail))
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+def _guarded(report: QualityReport, check: str, table: str, run: Callable[[], None]) -> None:
+    """Run one check; a query that fails (broken view, missing table, source down) fails the check."""
+    try:
+        run()
+    except QUERY_ERRORS as error:
+        report.add(check, table, FAIL, f"could not run: {_one_line(error)}")
+
+
 def _settle(measure: Callable[[], tuple[int, int]], settle_s: float) -> tuple[int, int, float]:
     """Repeat ``measure`` until both numbers agree or ``settle_s`` passes; returns them and the wait."""
     start = time.monotonic()
@@ -77,7 +93,8 @@ def _view_table(wh: WarehouseClient, pipe: Pipe) -> tuple[str, str]:
     return pipe.warehouse.dataset, pipe.view.name
 
 
-def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, settle_s: float) -> None:
+def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, settle_s: float) -> bool:
+    """Row counts of source and view; True when they agree (then key sets are worth waiting for too)."""
     dataset, view = _view_table(wh, pipe)
     source_rows, view_rows, waited = _settle(
         lambda: (db.count(pipe.source_table.name), wh.count(dataset, view)), settle_s
@@ -87,6 +104,7 @@ def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient
     status = PASS if source_rows == view_rows else FAIL
     report.add("row_count", pipe.label, status,
                f"source {source_rows} rows, view {dataset}.{view} {view_rows} rows (settled {waited:.0f}s)")
+    return status == PASS
 
 
 def _check_keys(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
@@ -161,18 +179,36 @@ def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_
     report.add("nulls_in_required_columns", pipe.label, FAIL if bad else PASS, detail)
 
 
-def _check_schema(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn]) -> None:
+def _check_changelog_schema(report: QualityReport, wh: WarehouseClient, pipe: Pipe,
+                            source_columns: list[SourceColumn]) -> None:
+    """Schema drift: the changelog table must carry every source column the connector keeps, and no other."""
+    excluded = {c.name for c in pipe.source_table.columns if c.treatment == "excluded"}
+    expected = {c.name for c in source_columns} - excluded
+    actual = {c for c in wh.columns(pipe.sink.dataset, pipe.sink_table.table) if not is_metadata_column(c)}
+    missing, extra, leaked = sorted(expected - actual), sorted(actual - expected), sorted(excluded & actual)
+    problems = [f"missing in changelog: {missing}"] * bool(missing) + [f"not in source: {extra}"] * bool(extra)
+    problems += [f"excluded columns present: {leaked}"] * bool(leaked)
+    report.add("schema_drift", pipe.changelog_label, FAIL if problems else PASS,
+               "; ".join(problems) or f"{len(actual)} columns match the source")
+
+
+def _check_view_columns(report: QualityReport, wh: WarehouseClient, pipe: Pipe,
+                        source_columns: list[SourceColumn]) -> None:
+    """A latest-state view shows only source columns, never excluded ones, and every column it declares.
+    A view may expose a subset (``expose(..., columns=[...])``); without the list in the manifest, a subset
+    is reported, not failed."""
     dataset, view = _view_table(wh, pipe)
     excluded = {c.name for c in pipe.source_table.columns if c.treatment == "excluded"}
-    chosen = set(pipe.view.columns) if pipe.view is not None and pipe.view.columns else None
-    expected = (chosen or {c.name for c in source_columns}) - excluded
+    known = {c.name for c in source_columns} - excluded
     actual = {c for c in wh.columns(dataset, view) if not is_metadata_column(c)}
-    missing, extra = sorted(expected - actual), sorted(actual - expected)
-    leaked = sorted(excluded & actual)
-    problems = [f"missing in view: {missing}"] * bool(missing) + [f"not in source: {extra}"] * bool(extra)
-    problems += [f"excluded columns present: {leaked}"] * bool(leaked)
-    report.add("schema_drift", pipe.label, FAIL if problems else PASS,
-               "; ".join(problems) or f"{len(actual)} columns match the source")
+    declared = set(pipe.view.columns) if pipe.view is not None else set()
+    problems = [f"not in source: {sorted(actual - known - excluded)}"] * bool(actual - known - excluded)
+    problems += [f"excluded columns present: {sorted(excluded & actual)}"] * bool(excluded & actual)
+    problems += [f"declared but missing: {sorted(declared - actual)}"] * bool(declared - actual)
+    hidden = sorted(known - actual)
+    detail = "; ".join(problems) or (f"exposes {len(actual)} of {len(known)} source columns"
+                                     + (f" (not {', '.join(hidden)})" if hidden else ""))
+    report.add("view_columns", pipe.label, FAIL if problems else PASS, detail)
 
 
 def _scan(report: QualityReport, wh: WarehouseClient, dataset: str, table: str, sample_rows: int) -> None:
@@ -206,24 +242,50 @@ def run_quality(
     report = QualityReport()
     wh = WarehouseClient(manifest.bigquery)
     pipes = manifest.pipes()
-    fresh_checked: set[str] = set()
+    changelogs_seen: set[str] = set()
     for pipe in tqdm(pipes, desc="quality checks", file=sys.stderr, disable=not progress):
-        if pipe.changelog_label not in fresh_checked:
-            fresh_checked.add(pipe.changelog_label)
-            _check_freshness(report, wh, pipe, freshness_max)
+        first = pipe.changelog_label not in changelogs_seen
+        changelogs_seen.add(pipe.changelog_label)
+        if first:
+            _guarded(report, "freshness", pipe.changelog_label,
+                     partial(_check_freshness, report, wh, pipe, freshness_max))
         if pipe.view is None:
             report.add("row_count", pipe.label, SKIP, "no latest-state view exposes this table")
             continue
-        with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
-            source_columns = db.columns(pipe.source_table.name)
-            _check_counts(report, db, wh, pipe, settle_s)
-            _check_keys(report, db, wh, pipe, settle_s, key_limit)
-        _check_duplicates(report, wh, pipe)
-        _check_nulls(report, wh, pipe, source_columns)
-        _check_schema(report, wh, pipe, source_columns)
+        _check_pipe(report, wh, pipe, credentials, settle_s, key_limit, first)
     for dataset, table in tqdm(_pii_targets(manifest), desc="PII scan", file=sys.stderr, disable=not progress):
-        _scan(report, wh, dataset, table, sample_rows)
+        _guarded(report, "pii_in_clean_dataset", f"{dataset}.{table}",
+                 partial(_scan, report, wh, dataset, table, sample_rows))
     return report
+
+
+def _check_pipe(report: QualityReport, wh: WarehouseClient, pipe: Pipe, credentials: Credentials,
+                settle_s: float, key_limit: int, changelog_first_seen: bool) -> None:
+    """Every view check of one pipe; a failing query fails that check only."""
+    label = pipe.label
+    try:
+        db = SourceDatabase(pipe.source, credentials.database(pipe.source))
+    except DATABASE_ERRORS as error:
+        report.add("row_count", label, FAIL, f"could not reach source {pipe.source.name}: {_one_line(error)}")
+        return
+    with db:
+        columns: list[SourceColumn] = []
+        settled = [False]
+
+        def counts() -> None:
+            settled[0] = _check_counts(report, db, wh, pipe, settle_s)
+
+        _guarded(report, "schema_drift", label, lambda: columns.extend(db.columns(pipe.source_table.name)))
+        _guarded(report, "row_count", label, counts)
+        _guarded(report, "deleted_rows_visible", label,
+                 lambda: _check_keys(report, db, wh, pipe, settle_s if settled[0] else 0.0, key_limit))
+    _guarded(report, "duplicate_keys", label, lambda: _check_duplicates(report, wh, pipe))
+    if columns:
+        _guarded(report, "nulls_in_required_columns", label, lambda: _check_nulls(report, wh, pipe, columns))
+        _guarded(report, "view_columns", label, lambda: _check_view_columns(report, wh, pipe, columns))
+        if changelog_first_seen:
+            _guarded(report, "schema_drift", pipe.changelog_label,
+                     lambda: _check_changelog_schema(report, wh, pipe, columns))
 
 
 def deletion_check(
@@ -235,8 +297,18 @@ def deletion_check(
     timeout_s: float = 60.0,
 ) -> tuple[pd.DataFrame, CheckResult]:
     """Insert ``rows`` probe rows, wait until the view shows them, delete them at the source and time
-    how long each takes to disappear from the latest-state view. Only the probe's own rows are deleted."""
+    how long each takes to disappear from the latest-state view. Only the probe's own rows are deleted;
+    a query that fails makes the check fail with the error as its detail."""
     pipe = choose_pipe(manifest, table)
+    try:
+        return _deletion_check(manifest, credentials, pipe, rows, timeout_s)
+    except QUERY_ERRORS as error:
+        return pd.DataFrame(), CheckResult("deletes_propagate", pipe.label, FAIL, f"could not run: {_one_line(error)}")
+
+
+def _deletion_check(
+    manifest: Manifest, credentials: Credentials, pipe: Pipe, rows: int, timeout_s: float
+) -> tuple[pd.DataFrame, CheckResult]:
     wh = WarehouseClient(manifest.bigquery)
     with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
         probe = ProbeRows(db, pipe)

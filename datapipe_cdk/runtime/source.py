@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+import psycopg
+import pymysql
+
 from datapipe_cdk.runtime._sql import render
 from datapipe_cdk.runtime.credentials import Login
 from datapipe_cdk.runtime.manifest import Source
@@ -23,6 +26,10 @@ from datapipe_cdk.runtime.manifest import Source
 
 class SourceError(RuntimeError):
     """The source cannot be used as asked; the message names the table and the reason."""
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (pymysql.err.Error, psycopg.Error, SourceError)
+"""What a source query can raise: the drivers' errors and ours."""
 
 
 class _Cursor(Protocol):
@@ -104,15 +111,11 @@ class SourceDatabase:
         self.source = source
         self.dialect = "postgres" if source.is_postgres else "mysql"
         if source.is_postgres:
-            import psycopg
-
             self._conn: Any = psycopg.connect(
                 host=source.host, port=source.port, user=login.user, password=login.password,
                 dbname=source.database, autocommit=True, connect_timeout=5,
             )
         else:
-            import pymysql
-
             self._conn = pymysql.connect(
                 host=source.host, port=source.port, user=login.user, password=login.password,
                 database=source.database, autocommit=True, connect_timeout=5,

@@ -25,17 +25,23 @@ from datapipe_cdk import (
 from datapipe_cdk.governance import Governance
 
 OWNER = Principal.group("data-eng@acme.com")
-ACCOUNTS = Table(primary_key=["id"], columns=[
-    Column("id", ColumnType.INT64, Classification.INTERNAL),
-    Column("email", ColumnType.STRING, Classification.PII, InfoType.EMAIL_ADDRESS),
-    Column("phone", ColumnType.STRING, Classification.PII, InfoType.PHONE_NUMBER),
-    Column("country", ColumnType.STRING, Classification.PUBLIC),
-])
-ORDERS = Table(primary_key=["id"], columns=[
-    Column("id", ColumnType.INT64, Classification.INTERNAL),
-    Column("account_id", ColumnType.INT64, Classification.INTERNAL),
-    Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL),
-])
+ACCOUNTS = Table(
+    primary_key=["id"],
+    columns=[
+        Column("id", ColumnType.INT64, Classification.INTERNAL),
+        Column("email", ColumnType.STRING, Classification.PII, InfoType.EMAIL_ADDRESS),
+        Column("phone", ColumnType.STRING, Classification.PII, InfoType.PHONE_NUMBER),
+        Column("country", ColumnType.STRING, Classification.PUBLIC),
+    ],
+)
+ORDERS = Table(
+    primary_key=["id"],
+    columns=[
+        Column("id", ColumnType.INT64, Classification.INTERNAL),
+        Column("account_id", ColumnType.INT64, Classification.INTERNAL),
+        Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL),
+    ],
+)
 
 
 def make_stack(*, manage_iam: bool = True) -> DataPipelineStack:
@@ -48,10 +54,25 @@ def make_stack(*, manage_iam: bool = True) -> DataPipelineStack:
     )
 
 
-def make_source(stack: DataPipelineStack, *, owner: Principal | None = OWNER, retention: timedelta | None = timedelta(days=7),
-                **treatments: Any) -> CdcSource:
-    return CdcSource(stack, "payments-db", engine="mysql", host="mysql", database="payments", topic_prefix="payments",
-                     tables={"accounts": ACCOUNTS, "orders": ORDERS}, owner=owner, retention=retention, **treatments)
+def make_source(
+    stack: DataPipelineStack,
+    *,
+    owner: Principal | None = OWNER,
+    retention: timedelta | None = timedelta(days=7),
+    **treatments: Any,
+) -> CdcSource:
+    return CdcSource(
+        stack,
+        "payments-db",
+        engine="mysql",
+        host="mysql",
+        database="payments",
+        topic_prefix="payments",
+        tables={"accounts": ACCOUNTS, "orders": ORDERS},
+        owner=owner,
+        retention=retention,
+        **treatments,
+    )
 
 
 def make_sink(stack: DataPipelineStack, source: CdcSource, **options: Any) -> BigQuerySink:

@@ -18,17 +18,32 @@ def entries() -> dict[tuple[str, str], dict]:
 
 
 def test_catalog_lists_every_dataset_table_view_and_topic(entries):
-    assert sorted(entries) == sorted([
-        ("topic", "payments.payments.orders"), ("topic", "payments.payments.refunds"), ("topic", "payments.payments.accounts"),
-        ("topic", "_schema-history.payments"), ("topic", "__debezium-heartbeat.payments"), ("topic", "dlq.payments-raw"),
-        ("dataset", "payments_raw"), ("dataset", "finance"), ("dataset", "risk"), ("dataset", "fraud_analytics"),
-        ("dataset", "dlp_findings"),
-        ("table", "payments_raw.payments_payments_orders"), ("table", "payments_raw.payments_payments_refunds"), ("table", "payments_raw.payments_payments_accounts"),
-        ("view", "finance.orders"), ("view", "finance.refunds"), ("view", "finance.daily_revenue"),
-        ("view", "risk.orders"), ("view", "risk.accounts"),
-        ("view", "fraud_analytics.orders"), ("view", "fraud_analytics.accounts"),
-        ("view", "fraud_analytics.large_orders_by_country"),
-    ])
+    assert sorted(entries) == sorted(
+        [
+            ("topic", "payments.payments.orders"),
+            ("topic", "payments.payments.refunds"),
+            ("topic", "payments.payments.accounts"),
+            ("topic", "_schema-history.payments"),
+            ("topic", "__debezium-heartbeat.payments"),
+            ("topic", "dlq.payments-raw"),
+            ("dataset", "payments_raw"),
+            ("dataset", "finance"),
+            ("dataset", "risk"),
+            ("dataset", "fraud_analytics"),
+            ("dataset", "dlp_findings"),
+            ("table", "payments_raw.payments_payments_orders"),
+            ("table", "payments_raw.payments_payments_refunds"),
+            ("table", "payments_raw.payments_payments_accounts"),
+            ("view", "finance.orders"),
+            ("view", "finance.refunds"),
+            ("view", "finance.daily_revenue"),
+            ("view", "risk.orders"),
+            ("view", "risk.accounts"),
+            ("view", "fraud_analytics.orders"),
+            ("view", "fraud_analytics.accounts"),
+            ("view", "fraud_analytics.large_orders_by_country"),
+        ]
+    )
     for entry in entries.values():
         assert set(entry) >= {"owners", "description", "schema", "classification", "retention", "location", "path"}
         assert entry["owners"], f"{entry['name']} has no owner"
@@ -42,7 +57,13 @@ def test_topic_entry_carries_owner_schema_classification_retention_and_location(
     assert (topic["classification"], topic["unmasked_pii"]) == ("PII", False)
     assert topic["info_types"] == ["EMAIL_ADDRESS", "PERSON_NAME", "PHONE_NUMBER"]
     assert {c["name"]: c["treatment"] for c in topic["schema"]} == {
-        "id": None, "name": "hashed", "email": "masked", "phone": "masked", "country": None, "created_at": None}
+        "id": None,
+        "name": "hashed",
+        "email": "masked",
+        "phone": "masked",
+        "country": None,
+        "created_at": None,
+    }
 
 
 def test_dataset_table_and_view_entries(entries):
@@ -54,7 +75,14 @@ def test_dataset_table_and_view_entries(entries):
     assert table["primary_key"] == ["id"] and table["upstream"] == "payments.payments.orders"
     assert table["classification"] == "CONFIDENTIAL"
     assert [c["name"] for c in table["schema"]] == [
-        "id", "account_id", "amount", "currency", "status", "created_at", "updated_at"]
+        "id",
+        "account_id",
+        "amount",
+        "currency",
+        "status",
+        "created_at",
+        "updated_at",
+    ]
     view = entries[("view", "risk.accounts")]
     assert [c["name"] for c in view["schema"]] == ["id", "email", "country", "created_at"]
     assert view["owners"] == ["group:risk-eng@acme.com"] and view["upstream"] == ["payments_raw.payments_payments_accounts"]

@@ -22,7 +22,8 @@ def _production(monkeypatch):
 @pytest.fixture
 def failing_app(tmp_path) -> str:
     app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent("""
+    app.write_text(
+        textwrap.dedent("""
         from cdktf import App
         from tests.governance.helpers import make_sink, make_source, make_stack
 
@@ -30,7 +31,8 @@ def failing_app(tmp_path) -> str:
             stack = make_stack()
             make_sink(stack, make_source(stack))
             return stack.node.scope
-    """))
+    """)
+    )
     return str(app)
 
 
@@ -85,7 +87,8 @@ def test_access_prints_who_can_read_what(synthesized, capsys):
     assert capsys.readouterr().out == (
         "== payments: who can read what ==\n"
         "User:chargeback-audit\n"
-        "  kafka    Read                   Topic:payments.payments.refunds  (until 2027-03-31T00:00:00Z)\n")
+        "  kafka    Read                   Topic:payments.payments.refunds  (until 2027-03-31T00:00:00Z)\n"
+    )
     assert main(["access", "--out", str(synthesized), "--json", "--all"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["stack"] for r in rows} == {"payments", "ledger"}
@@ -96,10 +99,17 @@ def test_expired_grants_lists_expired_kafka_grants_and_exits_1(synthesized, caps
     assert main(["expired-grants", "--out", str(synthesized), "--at", "2027-03-30T00:00:00Z"]) == 0
     assert capsys.readouterr().out == "no expired temporary Kafka grants\n"
     assert main(["expired-grants", "--out", str(synthesized), "--at", "2027-04-01T00:00:00Z", "--json"]) == 1
-    assert json.loads(capsys.readouterr().out) == [{
-        "stack": "payments", "principal": "User:chargeback-audit", "system": "kafka",
-        "resource": "Topic:payments.payments.refunds", "until": "2027-03-31T00:00:00Z", "acls_present": 3,
-        "where": "synthesized stack"}]
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "stack": "payments",
+            "principal": "User:chargeback-audit",
+            "system": "kafka",
+            "resource": "Topic:payments.payments.refunds",
+            "until": "2027-03-31T00:00:00Z",
+            "acls_present": 3,
+            "where": "synthesized stack",
+        }
+    ]
     assert main(["expired-grants", "--out", str(synthesized), "--at", "soon"]) == 2
 
 
@@ -118,9 +128,12 @@ def test_plan_deploy_destroy_wrap_tofu_or_cdktf(capsys, tmp_path):
     assert f"$ (cd {tmp_path}/stacks/ledger && tofu init -input=false -no-color)" in err  # not a terminal: no colors
     assert f"$ (cd {tmp_path}/stacks/ledger && tofu plan -input=false -no-color)" in err
     assert terraform_commands("deploy", "payments", "cdktf.out", tool="tofu", auto_approve=True)[1] == (
-        ["tofu", "apply", "-input=false", "-auto-approve"], "cdktf.out/stacks/payments")
-    assert terraform_commands("deploy", "payments", "cdktf.out", tool="cdktf", auto_approve=True) == [(
-        ["cdktf", "deploy", "payments", "--skip-synth", "--output", "cdktf.out", "--skip-provider-lock", "--auto-approve"], ".")]
+        ["tofu", "apply", "-input=false", "-auto-approve"],
+        "cdktf.out/stacks/payments",
+    )
+    assert terraform_commands("deploy", "payments", "cdktf.out", tool="cdktf", auto_approve=True) == [
+        (["cdktf", "deploy", "payments", "--skip-synth", "--output", "cdktf.out", "--skip-provider-lock", "--auto-approve"], ".")
+    ]
     assert terraform_commands("plan", "payments", "out", tool="cdktf", auto_approve=False)[0][0][:2] == ["cdktf", "diff"]
 
 

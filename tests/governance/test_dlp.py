@@ -26,7 +26,10 @@ def test_clean_datasets_get_an_inspect_template_and_one_scheduled_trigger_per_ta
     assert list(SCANNED_INFO_TYPES) == [t.value for t in InfoType]
     assert template["inspect_config"][0]["include_quote"] is False
     triggers = _resources(doc, "google_data_loss_prevention_job_trigger")
-    assert sorted(t["trigger_id"] for t in triggers) == ["payments_raw-payments_payments_accounts", "payments_raw-payments_payments_orders"]
+    assert sorted(t["trigger_id"] for t in triggers) == [
+        "payments_raw-payments_payments_accounts",
+        "payments_raw-payments_payments_orders",
+    ]
     trigger = triggers[0]
     assert trigger["triggers"] == [{"schedule": [{"recurrence_period_duration": "604800s"}]}]
     job = trigger["inspect_job"][0]

@@ -54,17 +54,35 @@ def test_classification_travels_with_columns_and_treatments(graphs):
     graph = graphs["payments"]
     source = graph.nodes["source:payments-db/payments.accounts"]
     assert (source.namespace, source.name, source.classification) == (
-        "mysql://payments-mysql.acme.internal:3306", "payments.accounts", "PII")
+        "mysql://payments-mysql.acme.internal:3306",
+        "payments.accounts",
+        "PII",
+    )
     edge = next(e for e in graph.edges if e.target == "topic:payments.payments.accounts")
     assert {(c.source, c.transformation) for c in edge.columns or ()} == {
-        ("id", "identity"), ("name", "hashed"), ("email", "masked"), ("phone", "masked"),
-        ("country", "identity"), ("created_at", "identity")}
+        ("id", "identity"),
+        ("name", "hashed"),
+        ("email", "masked"),
+        ("phone", "masked"),
+        ("country", "identity"),
+        ("created_at", "identity"),
+    }
     risk = graph.nodes["view:risk.accounts"]
     assert [(c.name, c.label) for c in risk.columns] == [
-        ("id", "INTERNAL"), ("email", "PII/EMAIL_ADDRESS (masked)"), ("country", "PUBLIC"), ("created_at", "INTERNAL")]
+        ("id", "INTERNAL"),
+        ("email", "PII/EMAIL_ADDRESS (masked)"),
+        ("country", "PUBLIC"),
+        ("created_at", "INTERNAL"),
+    ]
     assert not risk.carries_unmasked_pii
     assert [c.name for c in graphs["ledger"].nodes["source:ledger-db/payments.accounts"].columns] == [
-        "id", "name", "email", "phone", "country", "created_at"]
+        "id",
+        "name",
+        "email",
+        "phone",
+        "country",
+        "created_at",
+    ]
     ledger = graphs["ledger"].nodes["table:ledger_raw.ledger_payments_accounts"]
     assert [c.name for c in ledger.columns] == ["id", "country", "created_at"]  # excluded at the source
     assert graphs["ledger"].nodes["source:ledger-db/payments.accounts"].name == "payments.payments.accounts"
@@ -80,20 +98,35 @@ def test_openlineage_events_one_per_job_with_column_lineage(graphs):
     when = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     events = graphs["payments"].openlineage_events(when)
     assert [e["job"]["name"] for e in events] == [
-        "payments-db", "payments-raw", "finance.orders", "finance.refunds", "finance.daily_revenue", "risk.orders",
-        "risk.accounts", "fraud-analytics.orders", "fraud-analytics.accounts", "fraud-analytics.large_orders_by_country"]
+        "payments-db",
+        "payments-raw",
+        "finance.orders",
+        "finance.refunds",
+        "finance.daily_revenue",
+        "risk.orders",
+        "risk.accounts",
+        "fraud-analytics.orders",
+        "fraud-analytics.accounts",
+        "fraud-analytics.large_orders_by_country",
+    ]
     source = events[0]
     assert source["eventType"] == "COMPLETE" and source["eventTime"] == "2026-11-24T12:00:00Z"
     assert source["job"] == {"namespace": "datapipe://payments", "name": "payments-db", "facets": source["job"]["facets"]}
     assert source["job"]["facets"]["jobType"]["processingType"] == "STREAMING"
     assert uuid.UUID(source["run"]["runId"]) == uuid.UUID(graphs["payments"].openlineage_events(when)[0]["run"]["runId"])
     assert [(d["namespace"], d["name"]) for d in source["inputs"]] == [
-        ("mysql://payments-mysql.acme.internal:3306", f"payments.{t}") for t in ("orders", "refunds", "accounts")]
+        ("mysql://payments-mysql.acme.internal:3306", f"payments.{t}") for t in ("orders", "refunds", "accounts")
+    ]
     accounts = next(d for d in source["outputs"] if d["name"] == "payments.payments.accounts")
     assert accounts["namespace"] == "kafka://kafka-1.acme.internal:9093"
-    assert accounts["facets"]["columnLineage"]["fields"]["email"]["inputFields"] == [{
-        "namespace": "mysql://payments-mysql.acme.internal:3306", "name": "payments.accounts", "field": "email",
-        "transformations": [{"type": "DIRECT", "subtype": "TRANSFORMATION", "description": "masked", "masking": True}]}]
+    assert accounts["facets"]["columnLineage"]["fields"]["email"]["inputFields"] == [
+        {
+            "namespace": "mysql://payments-mysql.acme.internal:3306",
+            "name": "payments.accounts",
+            "field": "email",
+            "transformations": [{"type": "DIRECT", "subtype": "TRANSFORMATION", "description": "masked", "masking": True}],
+        }
+    ]
     assert accounts["facets"]["ownership"]["owners"] == [{"name": "group:data-eng@acme.com", "type": "OWNER"}]
     view = next(e for e in events if e["job"]["name"] == "finance.daily_revenue")
     assert view["job"]["facets"]["sql"]["query"].startswith("SELECT DATE(created_at)")

@@ -31,6 +31,7 @@ def test_masked_and_hashed_pii_passes_every_policy():
 
 # pii-in-clean-dataset
 
+
 def test_unmasked_pii_reaching_a_clean_sink_dataset_is_refused_with_its_path():
     stack = make_stack()
     make_sink(stack, make_source(stack, masked={"accounts": ["email"]}))
@@ -74,6 +75,7 @@ def test_synth_refuses_a_policy_violation_with_the_policy_message():
 
 # pii-dataset-retention
 
+
 @pytest.mark.parametrize("retention", [None, FOREVER, timedelta(days=4 * 365)])
 def test_a_pii_dataset_needs_a_retention_within_three_years(retention):
     stack = make_stack()
@@ -93,6 +95,7 @@ def test_a_pii_dataset_within_its_retention_passes_and_the_maximum_is_configurab
 
 
 # pii-topic-retention
+
 
 @pytest.mark.parametrize("retention", [None, FOREVER, timedelta(days=90)])
 def test_a_topic_carrying_unmasked_pii_needs_a_bounded_retention(retention):
@@ -116,6 +119,7 @@ def test_a_topic_with_masked_pii_or_a_bounded_retention_passes():
 
 # no-public-principals
 
+
 def test_a_public_grant_is_refused():
     stack = _masked_pipeline()
     team = next(c for c in stack.node.children if isinstance(c, MicroWarehouse))
@@ -134,6 +138,7 @@ def test_a_grant_to_a_group_passes_the_public_policy():
 
 
 # owner-required
+
 
 def test_every_topic_and_dataset_needs_an_owner():
     stack = make_stack()
@@ -162,6 +167,7 @@ def test_owners_come_from_the_topic_the_source_or_the_sink_dataset():
 
 # opt-outs and custom policies
 
+
 def test_opt_out_needs_a_written_reason_and_is_published_in_the_manifest():
     stack = make_stack()
     raw = make_sink(stack, make_source(stack))
@@ -173,11 +179,13 @@ def test_opt_out_needs_a_written_reason_and_is_published_in_the_manifest():
     assert messages(stack) == []
     doc = synth(stack)
     governance = doc["output"]["datapipe_manifest"]["value"]["governance"]
-    assert governance["opt_outs"] == [{
-        "policy": "pii-in-clean-dataset",
-        "path": "test/raw",
-        "reason": "Legal approved raw PII until the masking migration (LEGAL-142)",
-    }]
+    assert governance["opt_outs"] == [
+        {
+            "policy": "pii-in-clean-dataset",
+            "path": "test/raw",
+            "reason": "Legal approved raw PII until the masking migration (LEGAL-142)",
+        }
+    ]
 
 
 def test_an_opt_out_covers_only_its_construct_and_policy():

@@ -70,8 +70,9 @@ def test_a_valid_team_file_compiles_to_a_microwarehouse(tmp_path):
     assert list(warehouse.views) == ["orders", "account_geo", "big_orders"]
     assert warehouse.views["account_geo"].columns == ("id", "country")
     assert warehouse.views["big_orders"].depends_on == ("orders",)
-    assert warehouse.temporary_grants == [{"principal": "user:investigator@acme.com",
-                                           "until": 'request.time < timestamp("2027-01-31T00:00:00Z")'}]
+    assert warehouse.temporary_grants == [
+        {"principal": "user:investigator@acme.com", "until": 'request.time < timestamp("2027-01-31T00:00:00Z")'}
+    ]
     assert messages(stack) == []
 
 
@@ -88,41 +89,73 @@ def test_the_example_team_file_is_compiled_into_the_payments_stack():
     assert warehouse.temporary_grants[0]["principal"] == "user:external-investigator@acme.com"
 
 
-@pytest.mark.parametrize("text, expected", [
-    (VALID.replace("    as: account_geo", "    alias: account_geo"),
-     "teams/team.yaml:14: tables[1]: Additional properties are not allowed ('alias' was unexpected) "
-     "(allowed: as, columns, sink, table), got {"),
-    (VALID.replace("retention_days: 365", "retention_days: one year"),
-     "teams/team.yaml:6: retention_days: must be of type integer (expected days before a partition expires "
-     "(required when holds_pii is true)), got 'one year'"),
-    (VALID.replace("readers: [group:fraud@acme.com]", "readers: [fraud@acme.com]"),
-     "teams/team.yaml:5: readers[0]: has the wrong format (expected a Google identity: user:, group: or "
-     "serviceAccount:<e-mail>, or domain:<domain> (never public)), got 'fraud@acme.com'"),
-    (VALID.replace("readers: [group:fraud@acme.com]", "readers: [allUsers]"),
-     "teams/team.yaml:5: readers[0]: has the wrong format"),
-    (VALID.replace("owners:\n  - group:fraud-eng@acme.com\n", ""),
-     "teams/team.yaml:1: file: 'owners' is a required property, got {"),
-    (VALID.replace("    until: 2027-01-31T00:00:00Z", "    until: next tuesday"),
-     "teams/team.yaml:20: temporary_grants[0].until: has the wrong format (expected when access ends, as an RFC 3339 time"),
-    (VALID.replace("tables:\n", "tables:\n  - sink: raw\n    table: [oops\n"),
-     "teams/team.yaml:10: is not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence at line 9)"),
-    (VALID + "team: again\n", "teams/team.yaml:21: file: key is given twice, got 'team'"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            VALID.replace("    as: account_geo", "    alias: account_geo"),
+            "teams/team.yaml:14: tables[1]: Additional properties are not allowed ('alias' was unexpected) "
+            "(allowed: as, columns, sink, table), got {",
+        ),
+        (
+            VALID.replace("retention_days: 365", "retention_days: one year"),
+            "teams/team.yaml:6: retention_days: must be of type integer (expected days before a partition expires "
+            "(required when holds_pii is true)), got 'one year'",
+        ),
+        (
+            VALID.replace("readers: [group:fraud@acme.com]", "readers: [fraud@acme.com]"),
+            "teams/team.yaml:5: readers[0]: has the wrong format (expected a Google identity: user:, group: or "
+            "serviceAccount:<e-mail>, or domain:<domain> (never public)), got 'fraud@acme.com'",
+        ),
+        (
+            VALID.replace("readers: [group:fraud@acme.com]", "readers: [allUsers]"),
+            "teams/team.yaml:5: readers[0]: has the wrong format",
+        ),
+        (
+            VALID.replace("owners:\n  - group:fraud-eng@acme.com\n", ""),
+            "teams/team.yaml:1: file: 'owners' is a required property, got {",
+        ),
+        (
+            VALID.replace("    until: 2027-01-31T00:00:00Z", "    until: next tuesday"),
+            "teams/team.yaml:20: temporary_grants[0].until: has the wrong format (expected when access ends, as an RFC 3339 time",
+        ),
+        (
+            VALID.replace("tables:\n", "tables:\n  - sink: raw\n    table: [oops\n"),
+            "teams/team.yaml:10: is not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence at line 9)",
+        ),
+        (VALID + "team: again\n", "teams/team.yaml:21: file: key is given twice, got 'team'"),
+    ],
+)
 def test_bad_files_fail_with_file_line_and_what_was_expected(tmp_path, text, expected):
     assert _error(tmp_path, text).startswith(expected)
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ("  - sink: raw\n    table: accounts", "  - sink: rwa\n    table: accounts",
-     "teams/team.yaml:11: no BigQuerySink with this id in stack test (sinks: raw), got 'rwa'"),
-    ("    table: accounts", "    table: acounts",
-     "teams/team.yaml:12: sink raw has no such table (tables: accounts, orders), got 'acounts'"),
-    ("columns: [id, country]", "columns: [id, contry]",
-     "teams/team.yaml:13: raw/accounts carries no such column (columns: id, email, phone, country), got 'contry'"),
-    ("stack: test", "stack: ledger", "teams/team.yaml:2: this file is for stack 'ledger', not 'test', got 'ledger'"),
-    ("{{ ref('orders') }}", "{{ ref('order') }}",
-     "teams/team.yaml:16: test/fraud-analytics/big_orders: ref() names an unknown view (known: ['account_geo', 'orders'])"),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (
+            "  - sink: raw\n    table: accounts",
+            "  - sink: rwa\n    table: accounts",
+            "teams/team.yaml:11: no BigQuerySink with this id in stack test (sinks: raw), got 'rwa'",
+        ),
+        (
+            "    table: accounts",
+            "    table: acounts",
+            "teams/team.yaml:12: sink raw has no such table (tables: accounts, orders), got 'acounts'",
+        ),
+        (
+            "columns: [id, country]",
+            "columns: [id, contry]",
+            "teams/team.yaml:13: raw/accounts carries no such column (columns: id, email, phone, country), got 'contry'",
+        ),
+        ("stack: test", "stack: ledger", "teams/team.yaml:2: this file is for stack 'ledger', not 'test', got 'ledger'"),
+        (
+            "{{ ref('orders') }}",
+            "{{ ref('order') }}",
+            "teams/team.yaml:16: test/fraud-analytics/big_orders: ref() names an unknown view (known: ['account_geo', 'orders'])",
+        ),
+    ],
+)
 def test_requests_the_stack_cannot_serve_fail_at_their_line(tmp_path, old, new, expected):
     assert _error(tmp_path, VALID.replace(old, new)).startswith(expected)
 

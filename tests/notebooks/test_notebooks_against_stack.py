@@ -22,6 +22,7 @@ import pytest
 from datapipe_cdk.runtime.credentials import CredentialsError, load_credentials
 from datapipe_cdk.runtime.manifest import Manifest, ManifestError, load_manifest
 from datapipe_cdk.runtime.quality import RECONCILIATION_CHECKS
+from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceDatabase
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +55,11 @@ def _deployed_stack_or_skip() -> Manifest:
     try:
         credentials = load_credentials()
         for source in manifest.sources:
-            credentials.database(source)
+            SourceDatabase(source, credentials.database(source)).close()
     except CredentialsError as exc:
         pytest.skip(str(exc))
+    except DATABASE_ERRORS as exc:
+        pytest.skip(f"a source refuses the run directory's login ({exc}): is another run's server on its port?")
     return manifest
 
 
