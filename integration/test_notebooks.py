@@ -1,8 +1,7 @@
 """Both notebooks, executed headless against the local real stack, return usable summaries.
 
-Skipped (with the reason) unless the stack named by ``DATAPIPE_NOTEBOOK_STACK`` (default
-``payments``) is deployed and its services answer: start it with ``python -m integration.launcher up``,
-deploy the stack, then run ``pytest -m integration tests/notebooks``.
+Runs on the integration tier's ``deployed`` fixture (the local stack brought up and both example
+pipelines deployed); skipped with the reason when that stack cannot run here.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlparse
@@ -25,8 +25,7 @@ from datapipe_cdk.runtime.quality import RECONCILIATION_CHECKS
 from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceDatabase
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-STACK = os.environ.get("DATAPIPE_NOTEBOOK_STACK", "payments")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _reachable(address: str) -> bool:
@@ -38,13 +37,13 @@ def _reachable(address: str) -> bool:
         return False
 
 
-def _deployed_stack_or_skip() -> Manifest:
+def _deployed_stack_or_skip(stack: str) -> Manifest:
     try:
-        manifest = load_manifest(STACK, root=ROOT)
+        manifest = load_manifest(stack, root=ROOT)
     except ManifestError as exc:
-        pytest.skip(f"stack {STACK!r} has no usable manifest: {exc}")
+        pytest.skip(f"stack {stack!r} has no usable manifest: {exc}")
     if "tfstate" not in manifest.origin and not os.environ.get("DATAPIPE_MANIFEST"):
-        pytest.skip(f"stack {STACK!r} is not deployed (read {manifest.origin}); run python -m integration.deploy apply")
+        pytest.skip(f"stack {stack!r} is not deployed (read {manifest.origin}); run python -m integration.deploy apply")
     endpoints = {"Kafka": manifest.kafka.bootstrap_servers[0], "Connect": urlparse(manifest.connect_url).netloc}
     if manifest.bigquery.endpoint:
         endpoints["BigQuery"] = urlparse(manifest.bigquery.endpoint).netloc
@@ -72,9 +71,13 @@ def _runner() -> ModuleType:
     return module
 
 
-def test_notebooks_run_against_the_local_stack(tmp_path: Path) -> None:
-    _deployed_stack_or_skip()
-    status = _runner().main(["--stack", STACK, "--markers", "20", "--rate", "2", "--artifacts", str(tmp_path)])
+@pytest.mark.parametrize("stack", ["payments", "ledger"])
+def test_notebooks_run_against_the_deployed_stack(deployed: object, stack: str) -> None:
+    _deployed_stack_or_skip(stack)
+    # Executed notebooks and figures are kept as the run's artifacts (the path is printed on failure).
+    cache = Path(os.environ.get("DATAPIPE_CACHE") or Path.home() / ".cache" / "datapipe-cdk")
+    tmp_path = cache / "artifacts" / f"test-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" / stack
+    status = _runner().main(["--stack", stack, "--markers", "20", "--rate", "2", "--artifacts", str(tmp_path)])
     for name in ("pipeline_latency", "data_quality"):
         assert (tmp_path / f"{name}.result.json").is_file(), f"{name} failed; see {tmp_path / name}.ipynb"
 
