@@ -15,6 +15,7 @@ from constructs import Construct
 
 from .._validate import path_of
 from ..dataset import Dataset
+from ..schema import CapturedTable
 from ..sink import BigQuerySink
 from ..source import CdcSource
 from ..topic import StreamingTopic, TopicReference
@@ -32,8 +33,11 @@ class Inventory:
         # A pipeline stack lists what the library created in it: no walk of the jsii tree needed.
         self.nodes: list[Any] = [scope, *registry.constructs] if registry is not None else list(scope.node.find_all())
         self.parents: dict[int, CdcSource | BigQuerySink] = {}
+        self.captured: dict[int, CapturedTable] = {}
+        """Topic (by id) -> the captured table it carries."""
         for node in self.nodes:
             if isinstance(node, CdcSource):
+                self.captured.update({id(node.topic(t.name)): t for t in node.tables})
                 topics = [node.topic(t.name) for t in node.tables] + [node.history_topic, node.heartbeat_topic]
                 self.parents.update({id(t): node for t in topics if t is not None})
             elif isinstance(node, BigQuerySink):
@@ -108,11 +112,10 @@ def owning_construct(dataset: Dataset) -> Construct:
 
 def topic_columns(topic: StreamingTopic) -> list[ClassifiedColumn]:
     """Classified columns a topic carries: a source's table topic, or a sink's dead letters."""
-    parent = _inventory(_stack_of(topic)).parents.get(id(topic))
-    if isinstance(parent, CdcSource):
-        for captured in parent.tables:
-            if parent.topic(captured.name) is topic:
-                return captured_columns(captured, path_of(parent))
+    inventory = _inventory(_stack_of(topic))
+    parent = inventory.parents.get(id(topic))
+    if isinstance(parent, CdcSource) and id(topic) in inventory.captured:
+        return captured_columns(inventory.captured[id(topic)], path_of(parent))
     if isinstance(parent, BigQuerySink):
         return [c for table in parent.tables for c in changelog_columns(table)]
     return []
