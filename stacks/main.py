@@ -69,6 +69,9 @@ ACCOUNTS = Table(
         Column("created_at", ColumnType.TIMESTAMP, Classification.INTERNAL),
     ],
 )
+DATA_ENG = Principal.group("data-eng@acme.com")
+FINANCE_ENG = Principal.group("finance-eng@acme.com")
+FINANCE = Principal.group("finance@acme.com")
 FRAUD_REVIEW_ENDS = datetime(2027, 3, 31, tzinfo=UTC)
 
 
@@ -87,22 +90,22 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         hashed={"accounts": ["name"]},
         heartbeat=timedelta(seconds=10),
         retention=timedelta(days=7),
-        owner=Principal.group("data-eng@acme.com"),
+        owner=DATA_ENG,
     )
     raw = BigQuerySink(
         stack,
         "payments-raw",
         source=payments,
         dataset="payments_raw",
-        owners=[Principal.group("data-eng@acme.com")],
+        owners=[DATA_ENG],
         retention=timedelta(days=365),
         deletion_protection=profile.name == "production",
     )
     finance = MicroWarehouse(
         stack,
         "finance",
-        owners=[Principal.group("finance-eng@acme.com")],
-        readers=[Principal.group("finance@acme.com")],
+        owners=[FINANCE_ENG],
+        readers=[FINANCE],
         retention=timedelta(days=3 * 365),
         deletion_protection=profile.name == "production",
     )
@@ -129,7 +132,7 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         Principal.kafka_user("chargeback-audit"), consumer_group="chargeback-audit", until=FRAUD_REVIEW_ENDS
     )
     compile_teams(stack, TEAMS, deletion_protection=profile.name == "production")
-    DlpInspection(stack, "dlp", owners=[Principal.group("data-eng@acme.com")])
+    DlpInspection(stack, "dlp", owners=[DATA_ENG])
     return stack
 
 
@@ -149,22 +152,22 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
         topic_prefix="ledger",
         tables={"orders": ORDERS, "refunds": REFUNDS, "accounts": ACCOUNTS},
         excluded={"accounts": ["name", "email", "phone"]},
-        owner=Principal.group("data-eng@acme.com"),
+        owner=DATA_ENG,
     )
     raw = BigQuerySink(
         stack,
         "ledger-raw",
         source=ledger,
         dataset="ledger_raw",
-        owners=[Principal.group("data-eng@acme.com")],
+        owners=[DATA_ENG],
         retention=timedelta(days=365),
         deletion_protection=profile.name == "production",
     )
     finance = MicroWarehouse(
         stack,
         "ledger-finance",
-        owners=[Principal.group("finance-eng@acme.com")],
-        readers=[Principal.group("finance@acme.com")],
+        owners=[FINANCE_ENG],
+        readers=[FINANCE],
         dataset="ledger_finance",
         deletion_protection=profile.name == "production",
     )
