@@ -205,12 +205,10 @@ class CdcSource(Construct):
         if self.history_topic is not None:
             config.update(self._history_config(self.history_topic))
             sensitive.update(self._history_credentials())
-        treatments = self._treatment_config(captured)
+        salt = None
         if any(t is Treatment.HASHED for table in captured for t in table.treatments.values()):
             salt = stack.variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}", sensitive=False)
-            hashed_columns = treatments.pop("__hashed__")
-            treatments[f"column.mask.hash.v2.SHA-256.with.salt.{salt.string_value}"] = hashed_columns
-        config.update(treatments)
+        config.update(self._treatment_config(captured, salt.string_value if salt is not None else None))
         config.update(extra)
         all_topics = [*self._topics.values(), *support]
         self.connector = Connector(
@@ -392,7 +390,8 @@ class CdcSource(Construct):
         return {f"schema.history.internal.{client}.sasl.jaas.config": jaas for client in ("producer", "consumer")}
 
     @staticmethod
-    def _treatment_config(captured: list[CapturedTable]) -> dict[str, str]:
+    def _treatment_config(captured: list[CapturedTable], salt: str | None) -> dict[str, str]:
+        """Debezium's column keys; the hashing salt (a variable reference) is spelled inside its key."""
         by_treatment: dict[Treatment, list[str]] = {t: [] for t in Treatment}
         for table in captured:
             for column, treatment in table.treatments.items():
@@ -402,8 +401,8 @@ class CdcSource(Construct):
             config["column.exclude.list"] = ",".join(by_treatment[Treatment.EXCLUDED])
         if by_treatment[Treatment.MASKED]:
             config[f"column.mask.with.{MASK_LENGTH}.chars"] = ",".join(by_treatment[Treatment.MASKED])
-        if by_treatment[Treatment.HASHED]:
-            config["__hashed__"] = ",".join(by_treatment[Treatment.HASHED])
+        if by_treatment[Treatment.HASHED] and salt is not None:
+            config[f"column.mask.hash.v2.SHA-256.with.salt.{salt}"] = ",".join(by_treatment[Treatment.HASHED])
         return config
 
     def _describe(self, manifest: dict[str, Any]) -> None:
