@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from integration import deploy, flow
-from integration.launcher import _process, connect, kafka
+from integration.launcher import _process, bigquery, connect, kafka
 from integration.launcher.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,10 @@ def _missing_local_prerequisite(cfg: StackConfig) -> str | None:
         _toolchain.check()
     except _toolchain.ToolchainError as error:
         return f"OpenTofu toolchain missing ({error}): run make toolchain"
+    try:
+        bigquery.python313()
+    except _process.ServiceError as error:
+        return f"no BigQuery emulator possible here: {error}"
     return None
 
 

@@ -120,12 +120,15 @@ def python313() -> Path:
     pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
     candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.1[3-9]*/bin/python3"), reverse=True)
     for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info >= (3, 13))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info >= (3, 13))"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError:
+            continue
         if probe.stdout.strip() == "True":
             return Path(candidate)
     raise ServiceError(
