@@ -14,6 +14,7 @@ from constructs import Construct
 from . import _validate as check
 from .errors import DatapipeError
 from .principal import Principal
+from .providers._base import ResourceTable
 from .providers.google import GoogleProvider
 from .providers.kafka import KafkaProvider
 from .providers.kafka_connect import KafkaConnectProvider
@@ -84,6 +85,8 @@ class _Registry:
     """What the stack holds, for duplicate checks, grants and the manifest."""
 
     topics: dict[str, str] = field(default_factory=dict)
+    topic_collision_keys: dict[str, str] = field(default_factory=dict)
+    """Topic names with '.' read as '_' (how Kafka metric names see them), to the topic claiming each."""
     connectors: dict[str, str] = field(default_factory=dict)
     datasets: dict[str, str] = field(default_factory=dict)
     acls: dict[tuple[str, ...], KafkaAcl] = field(default_factory=dict)
@@ -120,6 +123,7 @@ class DataPipelineStack(TerraformStack):
         path = check.child_path(scope, stack_id, "DataPipelineStack")
         self._check_settings(path, kafka, connect, gcp)
         super().__init__(scope, stack_id)
+        self.resource_table = ResourceTable(self)  # first child: see providers/_base.py
         self.kafka = kafka
         self.connect = connect
         self.gcp = gcp

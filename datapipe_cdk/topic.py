@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import Enum
@@ -156,14 +155,16 @@ class StreamingTopic(TopicReference):
             if cleanup_policy is CleanupPolicy.DELETE:
                 raise DatapipeError(path, "min_compaction_lag needs a compacting cleanup_policy", min_compaction_lag)
         collision = _collision_key(name)
-        for other, other_path in stack.registry.topics.items():
-            if other != name and _collision_key(other) == collision:
-                raise DatapipeError(
-                    path,
-                    f"topic name collides with {other!r} ({other_path}): Kafka treats '.' and '_' alike in metric names",
-                    name,
-                )
+        other = stack.registry.topic_collision_keys.get(collision)
+        if other is not None and other != name:
+            raise DatapipeError(
+                path,
+                f"topic name collides with {other!r} ({stack.registry.topics[other]}): "
+                "Kafka treats '.' and '_' alike in metric names",
+                name,
+            )
         stack.claim("topic", name, path)
+        stack.registry.topic_collision_keys[collision] = name
 
         super().__init__(scope, topic_id)
         check.adopt(scope, self, topic_id, owns_children=True)
@@ -228,4 +229,4 @@ def _kafka_principal(path: str, value: object) -> Principal:
 
 
 def _collision_key(name: str) -> str:
-    return re.sub(r"\.", "_", name)
+    return name.replace(".", "_")

@@ -22,7 +22,7 @@ def test_example_stacks_conform_to_provider_schemas(profile):
 class MisspelledTopic(Topic):
     """A deliberately broken L1 class: the attribute is ``partitions``, not ``partition_count``."""
 
-    def _synthesize_attributes(self):
+    def synthesized_attributes(self):
         attributes = dict(self.attributes)
         attributes["partition_count"] = attributes.pop("partitions")
         return attributes

@@ -2,27 +2,106 @@
 
 L1 classes are boring on purpose: one class per Terraform type, keyword-only typed arguments,
 no logic. ``None`` means "not set" and is left out of the JSON.
+
+Synth speed: a resource does not hand its attributes to cdktf one callback at a time (cdktf asks
+each resource twice per synth, a jsii round trip each). The stack's :class:`ResourceTable` hands
+every resource's attributes over in one piece; cdktf merges them with what each resource emits
+itself (meta-arguments, metadata, escape-hatch overrides, which win).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import jsii
 from cdktf import (
     ITerraformDependable,
+    TerraformElement,
     TerraformProvider,
     TerraformProviderGeneratorMetadata,
     TerraformResource,
-    TerraformResourceLifecycle,
+    TerraformStack,
 )
 from constructs import Construct
+from jsii.errors import JSIIError
 
-from .._validate import adopt
+from .._validate import adopt, path_of
+from ..errors import DatapipeError
 
 
 def _present(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if value is not None}
+
+
+_DISALLOWED = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def logical_id(components: Sequence[str]) -> str:
+    """cdktf's default logical id for a construct path below its stack (``makeUniqueId`` in
+    cdktf/lib/private/unique.js): readable components, deduplicated, then an md5 suffix."""
+    components = [c for c in components if c != "Default"]
+    if len(components) == 1 and len(candidate := _DISALLOWED.sub("", components[0])) <= 255:
+        return candidate
+    digest = hashlib.md5("/".join(components).encode()).hexdigest()[:8].upper()
+    human: list[str] = []
+    for component in components:
+        if not human or not human[-1].endswith(component):
+            human.append(component)
+    readable = "_".join(_DISALLOWED.sub("", c) for c in human if c != "Resource")[:240]
+    return f"{readable}_{digest}"
+
+
+def _names_resources_its_own_way(stack: TerraformStack) -> bool:
+    """True for a stack class overriding cdktf's logical-id allocation (then only cdktf knows the ids)."""
+    kind = type(stack)
+    return kind.get_logical_id is not TerraformStack.get_logical_id or (
+        kind._allocate_logical_id is not TerraformStack._allocate_logical_id
+    )
+
+
+class ResourceTable(TerraformElement):
+    """The attributes of every datapipe-cdk resource in one stack, handed to cdktf in one piece.
+
+    It is the stack's first child, so each resource's own fragment (meta-arguments, metadata and
+    ``add_override`` escape hatches) is merged after it and wins.
+    """
+
+    def __init__(self, stack: TerraformStack) -> None:
+        super().__init__(stack, "datapipe-resources")
+        self._stack_path = path_of(stack)
+        self._ask_cdktf_for_ids = _names_resources_its_own_way(stack)
+        self._resources: list[Resource] = []
+
+    @staticmethod
+    def of(scope: Construct) -> ResourceTable:
+        """The table of the DataPipelineStack that ``scope`` lives in."""
+        table: ResourceTable | None = getattr(getattr(scope, "pipeline", None), "resource_table", None)
+        if table is None:
+            try:
+                table = getattr(TerraformStack.of(scope), "resource_table", None)
+            except (JSIIError, RuntimeError):  # jsii's errors for "no stack above this construct"
+                table = None
+        if table is None:
+            raise DatapipeError(path_of(scope), "datapipe-cdk resources must be created inside a DataPipelineStack", scope)
+        return table
+
+    def add(self, resource: Resource) -> None:
+        self._resources.append(resource)
+
+    def logical_id(self, resource: Resource) -> str:
+        """The resource's Terraform name, computed here as cdktf would (no round trip per resource)."""
+        if resource.logical_id_overridden or self._ask_cdktf_for_ids:
+            return str(resource.friendly_unique_id)
+        return logical_id(path_of(resource)[len(self._stack_path) + 1 :].split("/"))
+
+    def to_terraform(self) -> Any:
+        blocks: dict[str, dict[str, Any]] = {}
+        for resource in self._resources:
+            blocks.setdefault(resource.TYPE, {})[self.logical_id(resource)] = resource.synthesized_attributes()
+        return {"resource": blocks} if blocks else {}
 
 
 class Resource(TerraformResource):
@@ -40,19 +119,30 @@ class Resource(TerraformResource):
         depends_on: Sequence[ITerraformDependable] | None = None,
         ignore_changes: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(
-            scope,
-            construct_id,
-            terraform_resource_type=self.TYPE,
-            terraform_generator_metadata=TerraformProviderGeneratorMetadata(provider_name=self.PROVIDER),
-            depends_on=list(depends_on) if depends_on else None,
-            lifecycle=TerraformResourceLifecycle(ignore_changes=list(ignore_changes)) if ignore_changes else None,
-        )
+        table = ResourceTable.of(scope)
+        # jsii.create is what cdktf's generated __init__ calls after its per-call typeguard checks
+        # (a third of the creation cost); our L1 arguments are typed and checked already.
+        config: dict[str, Any] = {
+            "terraformResourceType": self.TYPE,
+            "terraformGeneratorMetadata": {"providerName": self.PROVIDER},
+        }
+        if depends_on:
+            config["dependsOn"] = list(depends_on)
+        if ignore_changes:
+            config["lifecycle"] = {"ignoreChanges": list(ignore_changes)}
+        jsii.create(self.__class__, self, [scope, construct_id, config])
         adopt(scope, self, construct_id)
         self.attributes: dict[str, Any] = _present(attributes)
+        self.logical_id_overridden = False
+        table.add(self)
 
-    def _synthesize_attributes(self) -> Mapping[str, Any]:
+    def synthesized_attributes(self) -> Mapping[str, Any]:
+        """The attributes written to the Terraform JSON (the stack's ResourceTable asks at synth)."""
         return self.attributes
+
+    def override_logical_id(self, new_logical_id: str) -> None:
+        super().override_logical_id(new_logical_id)
+        self.logical_id_overridden = True  # cdktf decides when it takes effect: the table asks it
 
 
 class Provider(TerraformProvider):
