@@ -99,7 +99,8 @@ def run_case(name: str, code: str) -> dict[str, float | str]:
 
 
 def main() -> int:
-    commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    describe = ["git", "describe", "--always", "--dirty", "--abbrev=7"]
+    commit = subprocess.run(describe, capture_output=True, text=True, cwd=ROOT).stdout.strip()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     failed = False
     for name, code in CASES.items():
