@@ -178,8 +178,9 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
     return stack
 
 
-def build(outdir: str = "cdktf.out") -> App:
-    app = App(outdir=outdir)
+def build(outdir: str | None = None) -> App:
+    """Both example stacks; ``outdir`` defaults to cdktf's choice (``cdktf synth --output`` or cdktf.out)."""
+    app = App(outdir=outdir) if outdir else App()
     profile = current()
     for stack in (payments_stack(app, profile), ledger_stack(app, profile)):
         if profile.state_dir:
@@ -189,5 +190,5 @@ def build(outdir: str = "cdktf.out") -> App:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--outdir", default="cdktf.out", help="where to write the synthesized stacks")
+    parser.add_argument("--outdir", help="where to write the synthesized stacks (default: cdktf.out)")
     build(parser.parse_args().outdir).synth()

@@ -11,7 +11,7 @@ import pytest
 
 from datapipe_cdk import _toolchain
 
-from .test_examples import _example_docs
+from .test_examples import ROOT, _example_docs
 
 pytestmark = pytest.mark.toolchain
 
@@ -38,3 +38,30 @@ def test_tofu_validate_accepts_the_example_stacks(tmp_path: Path, toolchain_env:
         assert report["valid"] is True, report["diagnostics"]
         assert report["error_count"] == 0
         shutil.rmtree(workdir / ".terraform", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cdktf_env() -> dict[str, str]:
+    try:
+        _toolchain.check(cdktf=True)
+    except _toolchain.ToolchainError as error:
+        pytest.skip(f"offline toolchain not built ({error})")
+    return {**_toolchain.toolchain_env(), "DATAPIPE_PROFILE": "production"}
+
+
+def test_cdktf_synth_at_the_repo_root_writes_both_stacks_where_asked(tmp_path: Path, cdktf_env: dict[str, str]) -> None:
+    """The project-installed cdktf-cli runs cdktf.json's app and honours ``--output``."""
+    outdir = tmp_path / "out"
+    result = subprocess.run(
+        ["cdktf", "synth", "--output", str(outdir)], cwd=ROOT, env=cdktf_env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"cdktf synth failed:\n{result.stdout}\n{result.stderr}"
+    expected = _example_docs("production")
+    assert sorted(p.name for p in (outdir / "stacks").iterdir()) == sorted(expected)
+    for name, doc in expected.items():
+        written = json.loads((outdir / "stacks" / name / "cdk.tf.json").read_text())
+        for block in written["resource"].values():
+            for resource in block.values():
+                assert resource.pop("//")["metadata"]["path"].startswith(f"{name}/")
+        assert written["resource"] == doc["resource"], name
+        assert written["variable"] == doc["variable"], name
