@@ -14,6 +14,7 @@ from .errors import DatapipeError
 
 E = TypeVar("E", bound=Enum)
 
+_NON_WORD = re.compile(r"[^A-Za-z0-9_]")
 _CONSTRUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -24,6 +25,12 @@ def path_of(construct: IConstruct) -> str:
         cached = str(construct.node.path)
         construct._datapipe_path = cached  # type: ignore[attr-defined]
     return cached
+
+
+def word(name: str) -> str:
+    """``name`` with every character outside letters, digits and '_' turned into '_'
+    (Terraform variable names, dataset ids and KCBQ table names derived from ids and topics)."""
+    return _NON_WORD.sub("_", name)
 
 
 def adopt(scope: Construct, child: Construct, construct_id: str, *, owns_children: bool = False) -> None:

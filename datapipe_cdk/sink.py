@@ -38,7 +38,7 @@ _API_TYPES = {
 
 def changelog_table_id(topic: str) -> str:
     """The table KCBQ writes a topic to with ``sanitizeTopics=true``: ``[^A-Za-z0-9_]`` -> ``_``."""
-    table = re.sub(r"[^A-Za-z0-9_]", "_", topic)
+    table = check.word(topic)
     return table if re.match(r"[A-Za-z_]", table) else f"_{table}"
 
 
@@ -235,7 +235,7 @@ class BigQuerySink(Construct):
         self.service_account: ServiceAccount | None = None
         if not stack.gcp.manage_iam:
             variable = stack.sensitive_variable(
-                f"{re.sub(r'[^A-Za-z0-9_]', '_', sink_id)}_gcp_keyfile", f"Service account key JSON for {check.path_of(self)}"
+                f"{check.word(sink_id)}_gcp_keyfile", f"Service account key JSON for {check.path_of(self)}"
             )
             return str(variable.string_value)
         account_id = _account_id(sink_id)

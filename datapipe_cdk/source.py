@@ -185,7 +185,7 @@ class CdcSource(Construct):
         acls = self._grant_connect(prefix)
 
         password = stack.sensitive_variable(
-            f"{_var_name(source_id)}_password", f"Password of database user {username} for {path}"
+            f"{check.word(source_id)}_password", f"Password of database user {username} for {path}"
         )
         config = self._connector_config(
             engine,
@@ -207,7 +207,7 @@ class CdcSource(Construct):
             sensitive.update(self._history_credentials())
         salt = None
         if any(t is Treatment.HASHED for table in captured for t in table.treatments.values()):
-            salt = stack.variable(f"{_var_name(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}", sensitive=False)
+            salt = stack.variable(f"{check.word(source_id)}_hash_salt", f"Salt for hashed PII columns of {path}", sensitive=False)
         config.update(self._treatment_config(captured, salt.string_value if salt is not None else None))
         config.update(extra)
         all_topics = [*self._topics.values(), *support]
@@ -371,9 +371,8 @@ class CdcSource(Construct):
             "schema.history.internal.kafka.bootstrap.servers": ",".join(kafka.bootstrap_servers),
             "schema.history.internal.kafka.topic": history.name_ref,
         }
-        protocol = ("SASL_" if kafka.sasl_username else "") + ("SSL" if kafka.tls else "PLAINTEXT")
         for client in ("producer", "consumer"):
-            config[f"schema.history.internal.{client}.security.protocol"] = protocol
+            config[f"schema.history.internal.{client}.security.protocol"] = kafka.security_protocol
             if kafka.sasl_username:
                 config[f"schema.history.internal.{client}.sasl.mechanism"] = kafka.sasl_mechanism.java_name
         return config
@@ -385,8 +384,7 @@ class CdcSource(Construct):
             return {}
         worker = self.pipeline.connect.principal.name
         password = self.pipeline.sensitive_variable("connect_sasl_password", f"SASL password of Kafka user {worker}")
-        module = "plain.PlainLoginModule" if kafka.sasl_mechanism.value == "plain" else "scram.ScramLoginModule"
-        jaas = f'org.apache.kafka.common.security.{module} required username="{worker}" password="{password.string_value}";'
+        jaas = f'{kafka.sasl_mechanism.login_module} required username="{worker}" password="{password.string_value}";'
         return {f"schema.history.internal.{client}.sasl.jaas.config": jaas for client in ("producer", "consumer")}
 
     @staticmethod
@@ -438,6 +436,3 @@ class CdcSource(Construct):
             }
         )
 
-
-def _var_name(construct_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", construct_id)

@@ -37,6 +37,12 @@ class SaslMechanism(Enum):
         """The name Kafka clients use (``SCRAM-SHA-512``)."""
         return {"plain": "PLAIN", "scram-sha256": "SCRAM-SHA-256", "scram-sha512": "SCRAM-SHA-512"}[self.value]
 
+    @property
+    def login_module(self) -> str:
+        """The JAAS login module Kafka clients use for this mechanism."""
+        kind = "plain.PlainLoginModule" if self is SaslMechanism.PLAIN else "scram.ScramLoginModule"
+        return f"org.apache.kafka.common.security.{kind}"
+
 
 @dataclass(frozen=True)
 class KafkaCluster:
@@ -50,6 +56,11 @@ class KafkaCluster:
     sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
     default_replication_factor: int | None = None
     """Replication factor for topics that do not set one; default ``min(3, brokers)``."""
+
+    @property
+    def security_protocol(self) -> str:
+        """Kafka clients' ``security.protocol``: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+        return ("SASL_" if self.sasl_username else "") + ("SSL" if self.tls else "PLAINTEXT")
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ class DataPipelineStack(TerraformStack):
             "stack": self.node.id,
             "kafka": {
                 "bootstrap_servers": list(self.kafka.bootstrap_servers),
-                "security_protocol": ("SASL_" if self.kafka.sasl_username else "") + ("SSL" if self.kafka.tls else "PLAINTEXT"),
+                "security_protocol": self.kafka.security_protocol,
                 "sasl_mechanism": self.kafka.sasl_mechanism.java_name if self.kafka.sasl_username else None,
             },
             "connect": {"url": self.connect.url},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,7 +57,7 @@ class MicroWarehouse(Construct):
 
         path = check.child_path(scope, warehouse_id, "MicroWarehouse")
         stack = DataPipelineStack.of(scope)
-        dataset_id = dataset if dataset is not None else re.sub(r"[^A-Za-z0-9_]", "_", warehouse_id)
+        dataset_id = dataset if dataset is not None else check.word(warehouse_id)
         Dataset.check_arguments(path, stack, dataset_id, description, labels, holds_pii, retention, owners, readers, writers)
         if not check.sequence(path, "owners", owners):
             raise DatapipeError(path, "a warehouse needs at least one owner", owners)
