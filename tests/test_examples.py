@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -74,10 +75,22 @@ def test_no_secret_value_reaches_synthesized_json(production):
 
 def test_import_does_not_load_heavy_or_runtime_modules():
     code = (
-        "import sys, datapipe_cdk\n"
+        "import sys\nfrom datapipe_cdk import *\n"
         "bad = [m for m in sys.modules if m.startswith(('cdktf_cdktf_provider', 'confluent_kafka', 'google.cloud',"
         " 'pandas', 'yaml', 'jsonschema', 'datapipe_cdk.runtime'))]\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == ""
+
+
+def test_every_public_name_loads_lazily_from_its_module():
+    import datapipe_cdk
+
+    for name in datapipe_cdk.__all__:
+        value = getattr(datapipe_cdk, name)
+        module = importlib.import_module(datapipe_cdk._MODULE_OF[name], "datapipe_cdk")
+        assert value is getattr(module, name), name
+    assert set(datapipe_cdk.__all__) == set(datapipe_cdk._MODULE_OF)
+    with pytest.raises(AttributeError):
+        datapipe_cdk.NotAConstruct  # noqa: B018
