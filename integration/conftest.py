@@ -105,6 +105,16 @@ def _teardown(stack: DeployedStack) -> None:
             deploy.destroy(stack.cfg, name)
 
 
+def _deployed_on(stack: DeployedStack) -> Iterator[DeployedStack]:
+    """Deploy both example stacks, wait for their connectors, yield ``stack``; then destroy what was deployed."""
+    try:
+        stack.deployed = _deploy(stack.cfg)
+        deploy.wait_running(stack.cfg, timeout=CONNECTORS_TIMEOUT_S)
+        yield stack
+    finally:
+        _teardown(stack)
+
+
 @pytest.fixture(scope="session", params=[pytest.param("local", id="local"),
                                         pytest.param("compose", id="compose", marks=pytest.mark.docker)])
 def deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
@@ -123,13 +133,9 @@ def deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
     started = all(state == "stopped" for state in states)  # ours to stop at the end only if nothing ran
     if not all(state.startswith("healthy") for state in states):
         _launcher("up")  # idempotent: starts only what is not running
-    stack = DeployedStack("local", cfg, started=started, deployed=False)
     try:
-        stack.deployed = _deploy(cfg)
-        deploy.wait_running(cfg, timeout=CONNECTORS_TIMEOUT_S)
-        yield stack
+        yield from _deployed_on(DeployedStack("local", cfg, started=started, deployed=False))
     finally:
-        _teardown(stack)
         if started:
             _launcher("down")
 
@@ -220,13 +226,7 @@ def _compose_deployed(request: pytest.FixtureRequest) -> Iterator[DeployedStack]
     keyfile.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "-p", "datapipe-cdk-it", "cp",
                     "gcp-front:/run/datapipe/gcp/service-account.json", str(keyfile)], check=True, timeout=60)
-    stack = DeployedStack("compose", cfg, started=True, deployed=False)
-    try:
-        stack.deployed = _deploy(cfg)
-        deploy.wait_running(cfg, timeout=CONNECTORS_TIMEOUT_S)
-        yield stack
-    finally:
-        _teardown(stack)
+    yield from _deployed_on(DeployedStack("compose", cfg, started=True, deployed=False))
 
 
 def _connect_answers(cfg: StackConfig) -> bool:

@@ -83,9 +83,10 @@ def rows_flow(cfg: StackConfig) -> None:
         flow.delete_order(cfg, pipe.engine, ids[1])
         print(f"    DELETE id={ids[1]}", flush=True)
         _await(client, pipe, f"delete id={ids[1]}", began, lambda rows, i=ids[1]: "gone from the view" if i not in rows else None)
-        problems = flow.diff(flow.source_orders(cfg, pipe.engine), flow.view_orders(client, pipe.view))
+        view = flow.view_orders(client, pipe.view)
+        problems = flow.diff(flow.source_orders(cfg, pipe.engine), view)
         verdict = "equals the source row by row" if not problems else f"DIFFERS from the source: {problems[:5]}"
-        print(f"    {pipe.view} ({len(flow.view_orders(client, pipe.view))} rows) {verdict}", flush=True)
+        print(f"    {pipe.view} ({len(view)} rows) {verdict}", flush=True)
 
 
 def run_notebooks(artifacts: Path) -> int:

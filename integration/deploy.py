@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from datapipe_cdk import _toolchain
-from integration.launcher import databases, kafka, tokens
+from integration.launcher import _process, databases, kafka, tokens
 from integration.launcher.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def _pipeline_secrets(cfg: StackConfig) -> dict[str, str]:
     path = cfg.run_dir / "secrets" / "pipeline.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tokens.write_private(path, json.dumps({"hash_salt": secrets.token_hex(16)}).encode())
+        _process.write_private(path, json.dumps({"hash_salt": secrets.token_hex(16)}))
     return dict(json.loads(path.read_text()))
 
 
@@ -88,7 +88,7 @@ def connector_names(stacks: Sequence[str] = STACKS) -> list[str]:
 def tofu(cfg: StackConfig, stack: str, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``tofu`` in a synthesized stack's directory with the offline toolchain and the secrets."""
     _toolchain.check()
-    env = {**os.environ, **_toolchain.toolchain_env(), **terraform_variables(cfg), "TF_IN_AUTOMATION": "1"}
+    env = {**_toolchain.toolchain_env(), **terraform_variables(cfg)}  # toolchain_env() copies os.environ
     workdir = OUTDIR / "stacks" / stack
     result = subprocess.run(["tofu", *args], cwd=workdir, env=env, text=True, capture_output=True)
     log = cfg.run_dir / "logs" / f"tofu-{stack}.log"
@@ -204,11 +204,6 @@ def destroy(cfg: StackConfig, stack: str) -> None:
     init(cfg, stack)
     reset_offsets(cfg, stack)
     tofu(cfg, stack, ["destroy", "-auto-approve", "-input=false", "-no-color"])
-
-
-def outputs(cfg: StackConfig, stack: str) -> dict[str, object]:
-    result = tofu(cfg, stack, ["output", "-json"])
-    return {name: item["value"] for name, item in json.loads(result.stdout).items()}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -113,9 +113,12 @@ def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe
     client = flow.bigquery_client(cfg)
     flow.wait_for(lambda: len(flow.changelog_events(client, pipe.changelog, gone)) >= 2, WAREHOUSE_TIMEOUT_S,
                   f"the delete of order {gone} in {pipe.changelog}")
-    events = flow.wait_for(lambda: [e for e in flow.changelog_events(client, pipe.changelog, kept) if e["__op"] == "u"]
-                           and flow.changelog_events(client, pipe.changelog, kept), WAREHOUSE_TIMEOUT_S,
-                           f"the update of order {kept} in {pipe.changelog}")
+
+    def updated() -> list[flow.Row]:
+        events = flow.changelog_events(client, pipe.changelog, kept)
+        return events if any(e["__op"] == "u" for e in events) else []
+
+    events = flow.wait_for(updated, WAREHOUSE_TIMEOUT_S, f"the update of order {kept} in {pipe.changelog}")
     assert [(e["__op"], e["status"]) for e in events] == [("c", f"new-{tag}"), ("u", f"paid-{tag}")]
     assert [(e["__op"], e["__deleted"]) for e in flow.changelog_events(client, pipe.changelog, gone)] == [
         ("c", "false"), ("d", "true")]
@@ -137,7 +140,7 @@ def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe
 
 
 GRANTS = [
-    # (user, granted topic, group that the grant allows, a topic not granted, a source engine that feeds the granted topic)
+    # (user, granted topic, group that the grant allows, a topic not granted)
     pytest.param("fraud-detector", "payments.payments.orders", "fraud-it", "ledger.payments.refunds", id="fraud-detector"),
     pytest.param("analyst", "ledger.payments.refunds", "ledger-analyst", "payments.payments.orders", id="analyst"),
 ]

@@ -4,15 +4,16 @@
 # Cache: $(DATAPIPE_CACHE) or ~/.cache/datapipe-cdk, under stack/ (m2 repo, kafka-<ver>/libs, plugins/).
 
 STACK_CACHE := $(or $(DATAPIPE_CACHE),$(HOME)/.cache/datapipe-cdk)/stack
-STACK_POMS := integration/maven/pom.xml $(wildcard integration/maven/*/pom.xml)
+# Every input of the Maven build (poms and kcbq-api-compat's sources), in a stable order; no build output.
+STACK_INPUTS_HASH = find integration/maven -type f -not -path '*/target/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum
 STACK_RUN := $(or $(DATAPIPE_RUN_DIR),$(HOME)/.cache/datapipe-cdk/run)
 
 .PHONY: stack-deps stack-up stack-down stack-status
 
-## stack-deps: resolve Kafka/Connect jars and connector plugins into the cache (idempotent; keyed by the poms)
+## stack-deps: resolve Kafka/Connect jars and connector plugins into the cache (idempotent; keyed by integration/maven)
 stack-deps:
 	@set -euo pipefail; \
-	stamp="$(STACK_CACHE)/.deps-$$(cat $(STACK_POMS) | sha256sum | cut -c1-16)"; \
+	stamp="$(STACK_CACHE)/.deps-$$($(STACK_INPUTS_HASH) | cut -c1-16)"; \
 	if [ -f "$$stamp" ]; then echo "==> stack-deps: cached in $(STACK_CACHE)"; exit 0; fi; \
 	if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "==> stack-deps: apt-get install maven + JDK 17"; \
@@ -36,9 +37,9 @@ stack-up: venv stack-deps
 	$(PY) -m integration.launcher up
 
 ## stack-down: stop every service of the local stack by PID, in reverse order
-stack-down:
+stack-down: venv
 	$(PY) -m integration.launcher down
 
 ## stack-status: each service, its pid, port and whether it is healthy (exit 1 unless all are)
-stack-status:
+stack-status: venv
 	$(PY) -m integration.launcher status

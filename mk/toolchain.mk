@@ -13,11 +13,11 @@ toolchain:
 	bash tools/toolchain.sh
 
 ## toolchain-check: fail with a one-line message unless the pinned toolchain is ready
-toolchain-check:
+toolchain-check: venv
 	$(PY) -m datapipe_cdk._toolchain
 
 ## toolchain-smoke: offline tofu init/validate/providers lock, cdktf --version, cdktf deploy
-toolchain-smoke:
+toolchain-smoke: venv
 	PY=$(PY) bash tools/toolchain/smoke.sh
 
 ## toolchain-prune: drop the Go module and build caches (~6 GB); built binaries stay usable
@@ -26,5 +26,5 @@ toolchain-prune:
 	rm -rf $(TOOLCHAIN_DIR)/go
 
 ## provider-schemas: regenerate tests/data/provider_schemas.json from the mirrored providers
-provider-schemas:
+provider-schemas: venv
 	$(PY) tools/dump_provider_schemas.py

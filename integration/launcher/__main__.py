@@ -47,7 +47,7 @@ def load(name: str) -> Service | None:
 
 
 def connect_jvm_options(cfg: StackConfig) -> list[str]:
-    """JVM options other services ask of the Connect worker (hosts file, truststore, ...)."""
+    """JVM options other services ask of the Connect worker (tls: the HTTPS proxy and truststore)."""
     options: list[str] = []
     for name in ("bigquery", "tls"):
         service = load(name)
@@ -92,26 +92,14 @@ def status(services: Sequence[Service], cfg: StackConfig) -> bool:
     all_healthy = True
     for service in services:
         hook = service.hook("status")
-        states = hook(cfg) if hook else _fallback_status(service, cfg)
+        if hook is None:
+            continue
+        states = hook(cfg)
         assert isinstance(states, dict)
         for name, state in states.items():
             print(f"{name:<10} {state}")
             all_healthy = all_healthy and str(state).startswith("healthy")
     return all_healthy
-
-
-def _fallback_status(service: Service, cfg: StackConfig) -> dict[str, str]:
-    """For modules without ``status()``: their pid file (``NAME``/``SERVICE`` or the module name) and ``healthy(cfg)``."""
-    name = str(getattr(service.module, "NAME", None) or getattr(service.module, "SERVICE", None) or service.name)
-    if not _process.is_running(name):
-        return {name: "stopped"}
-    pid = _process.read_pid(name)
-    healthy = service.hook("healthy")
-    try:
-        ok = healthy is None or bool(healthy(cfg))
-    except Exception as exc:  # a failing probe is reported, not raised
-        return {name: f"unhealthy (pid {pid}): {exc}"}
-    return {name: f"healthy (pid {pid})" if ok else f"unhealthy (pid {pid})"}
 
 
 def write_stack_json(cfg: StackConfig) -> None:

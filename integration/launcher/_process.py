@@ -48,12 +48,16 @@ def data_dir(name: str) -> Path:
     return path
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only (mode 600): for generated credentials."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` readable by the owner only (mode 600): for generated credentials.
+
+    Any older file is removed first, so the new one is created with mode 600 and is never readable by
+    others, whatever the umask or the old file's mode. Text is written as UTF-8.
+    """
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -169,6 +173,28 @@ def stop_process(name: str, timeout: float = 20.0) -> bool:
     return stopped
 
 
+PROBE_ERRORS: tuple[type[Exception], ...] = (ServiceError, OSError, subprocess.TimeoutExpired)
+"""What a status probe raises when its service answers wrongly or not at all."""
+
+
+def service_status(name: str, probe: Callable[[], str | None]) -> dict[str, str]:
+    """``{name: state}`` for a service's ``status()``: ``stopped``, ``healthy (pid N, <detail>)`` or
+    ``unhealthy (pid N)[: <reason>]``.
+
+    ``probe`` runs only while the service's process is alive. It returns the detail shown when the
+    service is healthy, None when it is unhealthy without a stated reason, or raises one of
+    ``PROBE_ERRORS`` whose message is the reason.
+    """
+    if not is_running(name):
+        return {name: "stopped"}
+    pid = read_pid(name)
+    try:
+        detail = probe()
+    except PROBE_ERRORS as exc:
+        return {name: f"unhealthy (pid {pid}): {exc}"}
+    return {name: f"healthy (pid {pid}, {detail})" if detail is not None else f"unhealthy (pid {pid})"}
+
+
 def log_tail(name: str, lines: int = 20) -> str:
     """The last ``lines`` lines of the service's log (empty when there is no log)."""
     try:
@@ -223,10 +249,3 @@ def ensure_port_free(host: str, port: int, what: str, env_var: str) -> None:
     """Fail early, naming the variable to change, when something else already listens on ``port``."""
     if port_open(host, port):
         raise ServiceError(f"{what}: {host}:{port} is already in use; stop that process or set {env_var}")
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (for tests that need an extra one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -29,9 +29,10 @@ from pathlib import Path
 from integration.launcher._process import (
     ServiceError,
     data_dir,
+    ensure_port_free,
     is_running,
-    port_open,
     read_pid,
+    service_status,
     start_process,
     stop_process,
     wait_until,
@@ -206,9 +207,8 @@ def start(cfg: StackConfig) -> None:
     if is_running("bigquery"):
         _say(f"emulator already running (pid {read_pid('bigquery')})")
         return
-    for port in (cfg.bigquery_port, cfg.bigquery_grpc_port):
-        if port_open(cfg.host, port):
-            raise ServiceError(f"port {cfg.host}:{port} is taken; free it or set DATAPIPE_BIGQUERY_PORT / _GRPC_PORT")
+    ensure_port_free(cfg.host, cfg.bigquery_port, "BigQuery emulator REST", "DATAPIPE_BIGQUERY_PORT")
+    ensure_port_free(cfg.host, cfg.bigquery_grpc_port, "BigQuery emulator gRPC", "DATAPIPE_BIGQUERY_GRPC_PORT")
     exe = install(cfg)
     argv = [
         str(exe),
@@ -289,14 +289,7 @@ def stop(cfg: StackConfig) -> bool:
 
 def status(cfg: StackConfig) -> dict[str, str]:
     """``{"bigquery": state}``; healthy means the REST API listed the default project's datasets."""
-    if not is_running("bigquery"):
-        return {"bigquery": "stopped"}
-    pid = read_pid("bigquery")
-    try:
-        ok = healthy(cfg)
-    except OSError as exc:
-        return {"bigquery": f"unhealthy (pid {pid}): {exc}"}
-    return {"bigquery": f"healthy (pid {pid}, {endpoint(cfg)})" if ok else f"unhealthy (pid {pid})"}
+    return service_status("bigquery", lambda: endpoint(cfg) if healthy(cfg) else None)
 
 
 def describe(cfg: StackConfig) -> dict[str, object]:

@@ -107,8 +107,8 @@ def missing_plugins(cfg: StackConfig) -> list[str]:
 def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: float = 180.0) -> int:
     """Start the worker and wait until its REST API lists every required plugin.
 
-    ``extra_jvm_options`` come from other services (e.g. the BigQuery emulator's hosts file and
-    truststore) and are appended to the JVM command line.
+    ``extra_jvm_options`` come from other services (e.g. the TLS front's HTTPS proxy and truststore
+    options, ``tls.connect_jvm_options``) and are appended to the JVM command line.
     """
     if _process.is_running(NAME):
         pid = _process.read_pid(NAME) or 0
@@ -151,16 +151,14 @@ def stop(cfg: StackConfig, timeout: float = 30.0) -> bool:
 
 def status(cfg: StackConfig) -> dict[str, str]:
     """``{"connect": state}``; healthy means the REST API lists every required plugin."""
-    if not _process.is_running(NAME):
-        return {NAME: "stopped"}
-    pid = _process.read_pid(NAME)
-    try:
+
+    def probe() -> str:
         missing = missing_plugins(cfg)
-    except OSError as exc:
-        return {NAME: f"unhealthy (pid {pid}): {exc}"}
-    if missing:
-        return {NAME: f"unhealthy (pid {pid}): plugins missing: {', '.join(missing)}"}
-    return {NAME: f"healthy (pid {pid}, {cfg.connect_url})"}
+        if missing:
+            raise _process.ServiceError(f"plugins missing: {', '.join(missing)}")
+        return cfg.connect_url
+
+    return _process.service_status(NAME, probe)
 
 
 def describe(cfg: StackConfig) -> dict[str, object]:

@@ -13,6 +13,7 @@ directory is not reachable by it; ``<run>/data/postgres`` then holds a pointer f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from integration.launcher._process import (
     start_process,
     stop_process,
     wait_until,
+    write_private,
 )
 from integration.launcher.config import StackConfig
 
@@ -113,6 +115,12 @@ def mariadb_version() -> str:
     binary = _mariadbd()
     if binary is None:
         raise ServiceError("mariadbd not found; run: python -m integration.launcher.databases install")
+    return _mariadbd_version(binary)
+
+
+@functools.cache
+def _mariadbd_version(binary: str) -> str:
+    """``mariadbd --version`` of one binary, run once per process (a start asks for it several times)."""
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     match = re.search(r"Ver (\d+\.\d+\.\d+)", out)
     return f"MariaDB {match.group(1)}" if match else out.strip()
@@ -148,9 +156,7 @@ def credentials(cfg: StackConfig) -> DbCredentials:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(asdict(creds), out, indent=2)
+    write_private(path, json.dumps(asdict(creds), indent=2))
     return creds
 
 
@@ -404,8 +410,7 @@ def start_postgres(cfg: StackConfig) -> None:
         _say(f"initdb into {pgdata}")
         began = time.monotonic()
         pwfile = base / "initdb.pw"
-        pwfile.write_text(creds.postgres_admin.password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, creds.postgres_admin.password + "\n")
         if owner.pw_uid != os.geteuid():
             shutil.chown(pwfile, owner.pw_uid, owner.pw_gid)
         try:

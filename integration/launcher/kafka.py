@@ -246,14 +246,12 @@ def stop(cfg: StackConfig, timeout: float = 30.0) -> bool:
 
 def status(cfg: StackConfig) -> dict[str, str]:
     """``{"kafka": state}``; healthy means an admin client authenticated and described the cluster."""
-    if not _process.is_running(NAME):
-        return {NAME: "stopped"}
-    pid = _process.read_pid(NAME)
-    try:
+
+    def probe() -> str:
         admin_call(cfg)
-    except (_process.ServiceError, OSError, subprocess.TimeoutExpired) as exc:
-        return {NAME: f"unhealthy (pid {pid}): {exc}"}
-    return {NAME: f"healthy (pid {pid}, {cfg.kafka_bootstrap}, SASL_PLAINTEXT/{SCRAM})"}
+        return f"{cfg.kafka_bootstrap}, SASL_PLAINTEXT/{SCRAM}"
+
+    return _process.service_status(NAME, probe)
 
 
 def describe(cfg: StackConfig) -> dict[str, object]:
@@ -268,19 +266,6 @@ def describe(cfg: StackConfig) -> dict[str, object]:
         "passwords_file": str(users_file(cfg)),
         "client_properties": {user: str(client_properties(cfg, user)) for user in users},
     }
-
-
-def add_user(cfg: StackConfig, user: str) -> str:
-    """Create (or reset) a SCRAM user on the running broker; its password goes to the users file.
-
-    Returns the principal, e.g. ``User:billing``. For principals beyond the ones bootstrapped at format time.
-    """
-    password = passwords(cfg, extra_users=[user])[user]
-    base = ["--bootstrap-server", cfg.kafka_bootstrap, "--command-config", str(client_properties(cfg, ADMIN))]
-    scram = f"{SCRAM}=[iterations=8192,password={password}]"
-    args = [*base, "--alter", "--add-config", scram, "--entity-type", "users", "--entity-name", user]
-    run_tool(cfg, "kafka.admin.ConfigCommand", args)
-    return f"User:{user}"
 
 
 def grant(cfg: StackConfig, args: Sequence[str]) -> None:

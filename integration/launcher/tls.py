@@ -38,15 +38,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from integration.launcher._process import (
     ServiceError,
+    ensure_port_free,
     is_running,
     port_open,
     read_pid,
+    service_status,
     start_process,
     stop_process,
     wait_for_port,
+    write_private,
 )
 from integration.launcher.config import StackConfig
-from integration.launcher.tokens import gcp_dir, keyfile_path, serve_tokens, write_private
+from integration.launcher.tokens import gcp_dir, keyfile_path, serve_tokens
 
 SERVICE = "gcp-front"
 TRUSTSTORE_PASSWORD = "changeit"  # integrity password of a store holding public CA certificates only
@@ -319,9 +322,8 @@ def start(cfg: StackConfig) -> None:
     if is_running(SERVICE):
         _say(f"already running (pid {read_pid(SERVICE)})")
         return
-    for port in (cfg.token_port, cfg.tls_front_port):
-        if port_open(cfg.host, port):
-            raise ServiceError(f"port {cfg.host}:{port} is taken; free it or set DATAPIPE_TOKEN_PORT / _TLS_FRONT_PORT")
+    ensure_port_free(cfg.host, cfg.token_port, "token endpoint", "DATAPIPE_TOKEN_PORT")
+    ensure_port_free(cfg.host, cfg.tls_front_port, "TLS front", "DATAPIPE_TLS_FRONT_PORT")
     truststore_path(cfg)
     keyfile_path(cfg)
     start_process(SERVICE, [sys.executable, "-m", "integration.launcher.tls", "serve"], cwd=Path(__file__).resolve().parents[2])
@@ -337,17 +339,18 @@ def stop(cfg: StackConfig) -> bool:
 
 def status(cfg: StackConfig) -> dict[str, str]:
     """``{"gcp-front": state}``; healthy means the token endpoint answers and the front accepts connections."""
-    if not is_running(SERVICE):
-        return {SERVICE: "stopped"}
-    pid = read_pid(SERVICE)
-    try:
-        with urllib.request.urlopen(f"http://{cfg.host}:{cfg.token_port}/", timeout=3) as response:
-            token_ok = int(response.status) == 200
-    except OSError as exc:
-        return {SERVICE: f"unhealthy (pid {pid}): token endpoint: {exc}"}
-    if token_ok and port_open(cfg.host, cfg.tls_front_port):
-        return {SERVICE: f"healthy (pid {pid}, proxy {cfg.host}:{cfg.tls_front_port})"}
-    return {SERVICE: f"unhealthy (pid {pid})"}
+
+    def probe() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{cfg.host}:{cfg.token_port}/", timeout=3) as response:
+                token_ok = int(response.status) == 200
+        except OSError as exc:
+            raise ServiceError(f"token endpoint: {exc}") from exc
+        if token_ok and port_open(cfg.host, cfg.tls_front_port):
+            return f"proxy {cfg.host}:{cfg.tls_front_port}"
+        return None
+
+    return service_status(SERVICE, probe)
 
 
 def describe(cfg: StackConfig) -> dict[str, object]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import threading
 import time
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from integration.launcher._process import write_private
 from integration.launcher.config import StackConfig
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -41,14 +41,6 @@ def gcp_dir(cfg: StackConfig) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only (replacing any older file)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 def keyfile_path(cfg: StackConfig, project: str = "datapipe-local") -> Path:
@@ -76,7 +68,7 @@ def keyfile_path(cfg: StackConfig, project: str = "datapipe-local") -> Path:
         "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/" + urllib.parse.quote(email),
         "universe_domain": "googleapis.com",
     }
-    write_private(path, json.dumps(document, indent=2).encode())
+    write_private(path, json.dumps(document, indent=2))
     return path
 
 
