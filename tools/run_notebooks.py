@@ -31,6 +31,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # datapipe_cdk from this checkout, installed or not
 
+from datapipe_cdk import _toolchain  # noqa: E402
 from datapipe_cdk.runtime.manifest import ManifestError, load_manifest  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -48,8 +49,7 @@ class Execution:
 
 
 def default_artifacts() -> Path:
-    cache = Path(os.environ.get("DATAPIPE_CACHE", Path.home() / ".cache" / "datapipe-cdk"))
-    return cache / "artifacts" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return _toolchain.cache_root() / "artifacts" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def kernel_env() -> dict[str, str]:

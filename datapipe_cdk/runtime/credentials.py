@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datapipe_cdk.runtime.manifest import Source
+from datapipe_cdk.runtime.manifest import Source, run_dir
 
 
 class CredentialsError(RuntimeError):
@@ -49,12 +49,8 @@ class Credentials:
         )
 
 
-def run_dir() -> Path:
-    return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
-
-
 def _engine_key(engine: str) -> str:
-    return {"postgres": "postgresql", "mysql": "mysql"}.get(engine, engine)
+    return {"postgres": "postgresql"}.get(engine, engine)
 
 
 def _env_password(prefix: str) -> str | None:
@@ -94,9 +90,9 @@ def _stack_json(base: Path) -> Mapping[str, Any]:
     return raw if isinstance(raw, Mapping) else {}
 
 
-def _local_databases(base: Path) -> dict[str, Login]:
+def _local_databases(base: Path, stack: Mapping[str, Any]) -> dict[str, Login]:
     """Admin (writer) logins from the launcher's ``secrets/databases.json`` (or the file stack.json names)."""
-    described = _stack_json(base).get("databases")
+    described = stack.get("databases")
     named = described.get("credentials_file") if isinstance(described, Mapping) else None
     raw = _read_json(Path(str(named)) if named else base / "secrets" / "databases.json") or {}
     found: dict[str, Login] = {}
@@ -107,10 +103,10 @@ def _local_databases(base: Path) -> dict[str, Login]:
     return found
 
 
-def _local_kafka(base: Path, user: str | None) -> Login | None:
+def _local_kafka(base: Path, stack: Mapping[str, Any], user: str | None) -> Login | None:
     """A SCRAM login from the passwords file that stack.json names (``kafka.passwords_file``, a JSON
     object user → password); the super user (``admin``) unless ``user`` is given."""
-    kafka = _stack_json(base).get("kafka")
+    kafka = stack.get("kafka")
     kafka = kafka if isinstance(kafka, Mapping) else {}
     passwords = _read_json(Path(str(kafka.get("passwords_file") or base / "secrets" / "kafka-users.json")))
     if not isinstance(passwords, Mapping):
@@ -125,9 +121,10 @@ def _local_kafka(base: Path, user: str | None) -> Login | None:
 def load_credentials() -> Credentials:
     """Logins from the environment, falling back to the local stack's run directory."""
     base = run_dir()
-    databases = _local_databases(base)
+    stack = _stack_json(base)
+    databases = _local_databases(base, stack)
     for engine in ("mariadb", "mysql", "postgresql"):
         if (login := _env_login(f"DATAPIPE_{engine.upper()}")) is not None:
             databases[engine] = login
-    kafka = _env_login("DATAPIPE_KAFKA", "USERNAME") or _local_kafka(base, os.environ.get("DATAPIPE_KAFKA_USERNAME"))
+    kafka = _env_login("DATAPIPE_KAFKA", "USERNAME") or _local_kafka(base, stack, os.environ.get("DATAPIPE_KAFKA_USERNAME"))
     return Credentials(kafka=kafka, databases=databases, origin=f"environment and {base}")

@@ -54,10 +54,17 @@ class Marker:
         return None not in (self.kafka_ts_ms, self.changelog_at, self.view_at)
 
     def matches(self, event: ChangeEvent, key_column: str, marker_column: str | None) -> bool:
+        """Whether a Kafka change event is this marker's change (any update of the key without a marker column)."""
         row = event.row()
-        if event.op != _KAFKA_OP[self.op] or str(row.get(key_column)) != str(self.key):
+        marker = row.get(marker_column) if marker_column is not None else self.value
+        return self.is_change(event.op, row.get(key_column), marker)
+
+    def is_change(self, op: str, key: object, marker: object) -> bool:
+        """Whether a change (Debezium op letter, key value, marker column value) is this marker's: same op and
+        key, and for an update the marker value it wrote."""
+        if op != _KAFKA_OP[self.op] or str(key) != str(self.key):
             return False
-        return self.op != "update" or marker_column is None or row.get(marker_column) == self.value
+        return self.op != "update" or marker == self.value
 
 
 @dataclass
@@ -71,6 +78,11 @@ class ProbeResult:
 
     def summary(self) -> pd.DataFrame:
         return latency_summary(self.latencies)
+
+
+def _unique_keys(markers: list[Marker]) -> list[object]:
+    """The markers' keys, each once (compared as text, as the warehouse returns them)."""
+    return list({str(m.key): m.key for m in markers}.values())
 
 
 def _diff(end: float | None, start: float | None) -> float:
@@ -172,22 +184,14 @@ class _Observer:
                     marker.changelog_at = marker.view_at
 
     def _poll_changelog(self, markers: list[Marker]) -> None:
-        if not markers:
-            return
-        events = self.view.changelog_events(list({str(m.key): m.key for m in markers}.values()))
+        events = self.view.changelog_events(_unique_keys(markers))  # no query without keys
         now = time.time()
         for marker in markers:
-            op = _KAFKA_OP[marker.op]
-            for event in events:
-                if str(event["k"]) == str(marker.key) and event["op"] == op:
-                    if marker.op != "update" or event.get("marker") == marker.value:
-                        marker.changelog_at = now
-                        break
+            if any(marker.is_change(event["op"], event["k"], event.get("marker")) for event in events):
+                marker.changelog_at = now
 
     def _poll_view(self, markers: list[Marker]) -> None:
-        if not markers:
-            return
-        current = self.view.current_rows(list({str(m.key): m.key for m in markers}.values()))
+        current = self.view.current_rows(_unique_keys(markers))  # no query without keys
         now = time.time()
         for marker in markers:
             key = str(marker.key)

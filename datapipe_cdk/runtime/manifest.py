@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datapipe_cdk import _toolchain
+
 OUTPUT_NAME = "datapipe_manifest"
 
 
@@ -45,6 +47,11 @@ class SourceTable:
 
     def policy(self, column: str) -> ColumnPolicy | None:
         return next((c for c in self.columns if c.name == column), None)
+
+    @property
+    def excluded(self) -> set[str]:
+        """Columns the connector drops (treatment ``excluded``): they never leave the source."""
+        return {c.name for c in self.columns if c.treatment == "excluded"}
 
 
 @dataclass(frozen=True)
@@ -261,8 +268,9 @@ def _warehouse(raw: Mapping[str, Any], where: str) -> WarehouseSpec:
     )
 
 
-def parse_manifest(raw: Mapping[str, Any], origin: str = "<dict>") -> Manifest:
-    """A ``Manifest`` from the output's JSON value; ``ManifestError`` names the first bad field."""
+def parse_manifest(raw: Mapping[str, Any], origin: str = "<dict>", *, bigquery_endpoint: str | None = None) -> Manifest:
+    """A ``Manifest`` from the output's JSON value; ``ManifestError`` names the first bad field.
+    ``bigquery_endpoint``, when given, replaces the manifest's BigQuery endpoint (which is then not read)."""
     kafka = _get(raw, "kafka", "manifest")
     bigquery = _get(raw, "bigquery", "manifest")
     return Manifest(
@@ -276,7 +284,7 @@ def parse_manifest(raw: Mapping[str, Any], origin: str = "<dict>") -> Manifest:
         bigquery=BigQueryEndpoint(
             project=_get(bigquery, "project", "bigquery"),
             location=str(bigquery.get("location") or "US"),
-            endpoint=os.environ.get("DATAPIPE_BIGQUERY_ENDPOINT") or _opt(bigquery, "endpoint", "bigquery"),
+            endpoint=bigquery_endpoint or _opt(bigquery, "endpoint", "bigquery"),
         ),
         sources=tuple(_source(s, f"sources[{i}]") for i, s in enumerate(raw.get("sources") or [])),
         sinks=tuple(_sink(s, f"sinks[{i}]") for i, s in enumerate(raw.get("sinks") or [])),
@@ -321,7 +329,8 @@ def _find_output(outputs: Mapping[str, Any]) -> Any | None:
     return None
 
 
-def _run_dir() -> Path:
+def run_dir() -> Path:
+    """The local stack's run directory: ``$DATAPIPE_RUN_DIR`` or ``~/.cache/datapipe-cdk/run``."""
     return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
 
 
@@ -334,7 +343,7 @@ def _state_files(directories: list[Path], stack: str) -> Iterator[Path]:
     if env := os.environ.get("DATAPIPE_STATE"):
         path = Path(env)
         candidates += [path] if path.is_file() else [path / name for name in names]
-    state_dir = Path(os.environ.get("DATAPIPE_STATE_DIR") or _run_dir() / "terraform")
+    state_dir = Path(os.environ.get("DATAPIPE_STATE_DIR") or run_dir() / "terraform")
     candidates.append(state_dir / f"{stack}.tfstate")
     candidates += [d / name for d in directories for name in names[1:]]
     yield from (c for c in candidates if c.is_file() and c.stat().st_size > 0)
@@ -353,8 +362,7 @@ def _tofu() -> str | None:
     for name in (os.environ.get("TERRAFORM_BINARY_NAME"), "tofu"):
         if name and (found := shutil.which(name)):
             return found
-    cache = Path(os.environ.get("DATAPIPE_CACHE", Path.home() / ".cache" / "datapipe-cdk"))
-    built = cache / "toolchain" / "bin" / "tofu"
+    built = _toolchain.bin_dir() / "tofu"
     return str(built) if built.is_file() else None
 
 
@@ -371,20 +379,27 @@ def _tofu_output(directory: Path) -> Any | None:
 
 
 def load_manifest(stack: str, *, root: Path | None = None) -> Manifest:
-    """The manifest of stack ``stack`` (deployed state first, synthesized JSON otherwise)."""
+    """The manifest of stack ``stack`` (deployed state first, synthesized JSON otherwise);
+    ``$DATAPIPE_BIGQUERY_ENDPOINT`` overrides its BigQuery endpoint."""
+    value, origin = _find_manifest(stack, root)
+    return parse_manifest(value, origin, bigquery_endpoint=os.environ.get("DATAPIPE_BIGQUERY_ENDPOINT") or None)
+
+
+def _find_manifest(stack: str, root: Path | None) -> tuple[Any, str]:
+    """The manifest's raw JSON value and where it was found (see the module docstring for the order)."""
     if env := os.environ.get("DATAPIPE_MANIFEST"):
         path = Path(env)
         if not path.is_file():
             raise ManifestError(f"DATAPIPE_MANIFEST={env} is not a file; unset it or write the manifest JSON there")
-        return parse_manifest(json.loads(path.read_text()), f"{path}")
+        return json.loads(path.read_text()), f"{path}"
     base = root or project_dir()
     directories = stack_dirs(stack, base)
     for state in _state_files(directories, stack):
         if (value := _state_output(state)) is not None:
-            return parse_manifest(value, f"{state} (outputs.{OUTPUT_NAME})")
+            return value, f"{state} (outputs.{OUTPUT_NAME})"
     for directory in directories:
         if (value := _tofu_output(directory)) is not None:
-            return parse_manifest(value, f"tofu output -json {OUTPUT_NAME} in {directory}")
+            return value, f"tofu output -json {OUTPUT_NAME} in {directory}"
     found = [d / "cdk.tf.json" for d in directories if (d / "cdk.tf.json").is_file()]
     if not found:
         raise ManifestError(f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` in {base}")
@@ -396,4 +411,4 @@ def load_manifest(stack: str, *, root: Path | None = None) -> Manifest:
         raise ManifestError(
             f"{synthesized}: output {OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the stack first"
         )
-    return parse_manifest(value, f"{synthesized} (output.{OUTPUT_NAME})")
+    return value, f"{synthesized} (output.{OUTPUT_NAME})"

@@ -18,7 +18,6 @@ PHONE = "PHONE_NUMBER"
 CARD = "CREDIT_CARD_NUMBER"
 US_SSN = "US_SOCIAL_SECURITY_NUMBER"
 UK_NINO = "UK_NATIONAL_INSURANCE_NUMBER"
-INFO_TYPES = (EMAIL, PHONE, CARD, US_SSN, UK_NINO)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def _card_prefix_known(number: str) -> bool:
     return 2221 <= int(number[:4]) <= 2720  # Mastercard's 2-series
 
 
-def _redact(text: str, keep: int = 4) -> str:
+def redact(text: str, keep: int = 4) -> str:
     """Everything but the last ``keep`` alphanumerics replaced by ``*`` (``****-****-1111``)."""
     tail = 0
     out = []
@@ -98,7 +97,7 @@ def find_phone_numbers(text: str) -> list[Finding]:
         raw = match.group()
         count = len(_digits(raw))
         if (raw.startswith("+") and 8 <= count <= 15) or (not raw.startswith("+") and count == 10):
-            found.append(Finding(PHONE, _redact(raw)))
+            found.append(Finding(PHONE, redact(raw)))
     return found
 
 
@@ -108,7 +107,7 @@ def find_card_numbers(text: str) -> list[Finding]:
         number = _digits(match.group())
         if 13 <= len(number) <= 19 and _card_prefix_known(number) and luhn_valid(number):
             if len(set(number)) > 1:
-                found.append(Finding(CARD, _redact(match.group())))
+                found.append(Finding(CARD, redact(match.group())))
     return found
 
 
@@ -119,14 +118,14 @@ def find_us_ssns(text: str) -> list[Finding]:
         area, group, serial = match.group(1), match.group(3), match.group(4)
         if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
             continue
-        found.append(Finding(US_SSN, _redact(match.group())))
+        found.append(Finding(US_SSN, redact(match.group())))
     return found
 
 
 def find_uk_ninos(text: str) -> list[Finding]:
     """UK National Insurance numbers (``QQ 12 34 56 C``), upper case, with HMRC's invalid prefixes excluded."""
     return [
-        Finding(UK_NINO, _redact(match.group(), keep=1))
+        Finding(UK_NINO, redact(match.group(), keep=1))
         for match in _NINO.finditer(text)
         if match.group(1) not in _NINO_BAD_PREFIXES
     ]

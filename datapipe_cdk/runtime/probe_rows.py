@@ -43,9 +43,9 @@ def _marker_column(pipe: Pipe, columns: list[SourceColumn]) -> str | None:
     for column in columns:
         policy = pipe.source_table.policy(column.name)
         classified = policy is not None and (policy.classification == "PII" or bool(policy.treatment))
-        if column.is_text and column.name not in key and not classified and (column.max_length or 99) >= 10:
-            if not column.generated:
-                return column.name
+        long_enough = (column.max_length or 99) >= 10
+        if column.is_text and column.name not in key and not classified and long_enough and not column.generated:
+            return column.name
     return None
 
 

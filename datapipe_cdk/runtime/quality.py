@@ -21,8 +21,8 @@ from google.api_core.exceptions import GoogleAPIError
 from tqdm import tqdm
 
 from datapipe_cdk.runtime.credentials import Credentials
-from datapipe_cdk.runtime.manifest import Manifest, Pipe
-from datapipe_cdk.runtime.pii import scan_rows
+from datapipe_cdk.runtime.manifest import Manifest, Pipe, Source, SourceTable
+from datapipe_cdk.runtime.pii import redact, scan_rows
 from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
 from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceColumn, SourceDatabase
 from datapipe_cdk.runtime.warehouse import WarehouseClient, is_metadata_column
@@ -88,14 +88,42 @@ def _settle(measure: Callable[[], tuple[int, int]], settle_s: float) -> tuple[in
         time.sleep(1.0)
 
 
-def _view_table(wh: WarehouseClient, pipe: Pipe) -> tuple[str, str]:
+class _Sources:
+    """Source connections (one per source) and source column lists (one per table) shared by the pipes of
+    one ``run_quality`` call. Failures are not kept: the next pipe tries again."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+        self._databases: dict[str, SourceDatabase] = {}
+        self._columns: dict[tuple[str, str], list[SourceColumn]] = {}
+
+    def database(self, source: Source) -> SourceDatabase:
+        if source.name not in self._databases:
+            self._databases[source.name] = SourceDatabase(source, self._credentials.database(source))
+        return self._databases[source.name]
+
+    def columns(self, db: SourceDatabase, table: str) -> list[SourceColumn]:
+        key = (db.source.name, table)
+        if key not in self._columns:
+            self._columns[key] = db.columns(table)
+        return self._columns[key]
+
+    def close(self) -> None:
+        for db in self._databases.values():
+            db.close()
+        self._databases.clear()
+
+
+def _view_table(pipe: Pipe) -> tuple[str, str]:
     assert pipe.warehouse is not None and pipe.view is not None
     return pipe.warehouse.dataset, pipe.view.name
 
 
-def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, settle_s: float) -> bool:
-    """Row counts of source and view; True when they agree (then key sets are worth waiting for too)."""
-    dataset, view = _view_table(wh, pipe)
+def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
+                  settle_s: float) -> tuple[int, bool]:
+    """Row counts of source and view; the source's count and whether they agree (then key sets are worth
+    waiting for too)."""
+    dataset, view = _view_table(pipe)
     source_rows, view_rows, waited = _settle(
         lambda: (db.count(pipe.source_table.name), wh.count(dataset, view)), settle_s
     )
@@ -104,12 +132,25 @@ def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient
     status = PASS if source_rows == view_rows else FAIL
     report.add("row_count", pipe.label, status,
                f"source {source_rows} rows, view {dataset}.{view} {view_rows} rows (settled {waited:.0f}s)")
-    return status == PASS
+    return source_rows, status == PASS
+
+
+def _key_examples(table: SourceTable, key: str, keys: set[str]) -> str:
+    """``, e.g. [...]`` with up to three of ``keys``, redacted when the manifest classifies the key column
+    as PII; empty without keys."""
+    if not keys:
+        return ""
+    shown = sorted(keys)[:3]
+    policy = table.policy(key)
+    if policy is not None and policy.classification == "PII":
+        shown = [redact(k) for k in shown]
+    return f", e.g. {shown}"
 
 
 def _check_keys(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
-                settle_s: float, key_limit: int) -> None:
-    dataset, view = _view_table(wh, pipe)
+                settle_s: float, key_limit: int, source_rows: int | None) -> None:
+    """Key sets of source and view; ``source_rows`` is the source's row count when already known."""
+    dataset, view = _view_table(pipe)
     if len(pipe.source_table.primary_key) != 1:
         for check in ("deleted_rows_visible", "missing_rows"):
             report.add(check, pipe.label, SKIP, "composite primary key: key-set comparison not implemented")
@@ -125,19 +166,19 @@ def _check_keys(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, 
         extra, missing = view_keys - source_keys, source_keys - view_keys
         return len(extra), -len(missing)  # equal (0, 0) only when both differences are empty
 
-    if db.count(pipe.source_table.name) > key_limit:
+    if (source_rows if source_rows is not None else db.count(pipe.source_table.name)) > key_limit:
         for check in ("deleted_rows_visible", "missing_rows"):
             report.add(check, pipe.label, SKIP, f"more than {key_limit} rows: raise key_limit to compare keys")
         return
     _settle(measure, settle_s)
     report.add("deleted_rows_visible", pipe.label, FAIL if extra else PASS,
-               f"{len(extra)} keys in the view are gone from the source" + (f", e.g. {sorted(extra)[:3]}" if extra else ""))
+               f"{len(extra)} keys in the view are gone from the source" + _key_examples(pipe.source_table, key, extra))
     report.add("missing_rows", pipe.label, FAIL if missing else PASS,
-               f"{len(missing)} source keys not in the view" + (f", e.g. {sorted(missing)[:3]}" if missing else ""))
+               f"{len(missing)} source keys not in the view" + _key_examples(pipe.source_table, key, missing))
 
 
 def _check_duplicates(report: QualityReport, wh: WarehouseClient, pipe: Pipe) -> None:
-    dataset, view = _view_table(wh, pipe)
+    dataset, view = _view_table(pipe)
     row = wh.rows(wh.sql("duplicate_keys", table=wh.table_path(dataset, view), key=list(pipe.source_table.primary_key)))[0]
     duplicated = int(row["duplicated_keys"] or 0)
     report.add("duplicate_keys", pipe.label, FAIL if duplicated else PASS,
@@ -161,9 +202,15 @@ def _check_freshness(report: QualityReport, wh: WarehouseClient, pipe: Pipe, fre
                f"newest source commit {age_s:.0f}s ago (limit {freshness_max.total_seconds():.0f}s), {events} events")
 
 
-def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn]) -> None:
-    dataset, view = _view_table(wh, pipe)
-    columns = [c for c in wh.columns(dataset, view) if not is_metadata_column(c)]
+def _view_columns(wh: WarehouseClient, pipe: Pipe) -> list[str]:
+    """The view's columns in order, without the pipeline's metadata columns."""
+    return [c for c in wh.columns(*_view_table(pipe)) if not is_metadata_column(c)]
+
+
+def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn],
+                 columns: list[str]) -> None:
+    """Null counts of the view's ``columns``; a NOT NULL source column that is NULL in the view fails."""
+    dataset, view = _view_table(pipe)
     row = wh.rows(wh.sql("null_counts", table=wh.table_path(dataset, view), columns=columns))[0]
     total = int(row["row_count"] or 0)
     required = {c.name for c in source_columns if not c.nullable}
@@ -182,7 +229,7 @@ def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_
 def _check_changelog_schema(report: QualityReport, wh: WarehouseClient, pipe: Pipe,
                             source_columns: list[SourceColumn]) -> None:
     """Schema drift: the changelog table must carry every source column the connector keeps, and no other."""
-    excluded = {c.name for c in pipe.source_table.columns if c.treatment == "excluded"}
+    excluded = pipe.source_table.excluded
     expected = {c.name for c in source_columns} - excluded
     actual = {c for c in wh.columns(pipe.sink.dataset, pipe.sink_table.table) if not is_metadata_column(c)}
     missing, extra, leaked = sorted(expected - actual), sorted(actual - expected), sorted(excluded & actual)
@@ -192,17 +239,17 @@ def _check_changelog_schema(report: QualityReport, wh: WarehouseClient, pipe: Pi
                "; ".join(problems) or f"{len(actual)} columns match the source")
 
 
-def _check_view_columns(report: QualityReport, wh: WarehouseClient, pipe: Pipe,
-                        source_columns: list[SourceColumn]) -> None:
+def _check_view_columns(report: QualityReport, pipe: Pipe, source_columns: list[SourceColumn],
+                        view_columns: list[str]) -> None:
     """A latest-state view shows only source columns, never excluded ones, and every column it declares.
     A view may expose a subset (``expose(..., columns=[...])``); without the list in the manifest, a subset
     is reported, not failed."""
-    dataset, view = _view_table(wh, pipe)
-    excluded = {c.name for c in pipe.source_table.columns if c.treatment == "excluded"}
+    excluded = pipe.source_table.excluded
     known = {c.name for c in source_columns} - excluded
-    actual = {c for c in wh.columns(dataset, view) if not is_metadata_column(c)}
+    actual = set(view_columns)
     declared = set(pipe.view.columns) if pipe.view is not None else set()
-    problems = [f"not in source: {sorted(actual - known - excluded)}"] * bool(actual - known - excluded)
+    unknown = actual - known - excluded
+    problems = [f"not in source: {sorted(unknown)}"] * bool(unknown)
     problems += [f"excluded columns present: {sorted(excluded & actual)}"] * bool(excluded & actual)
     problems += [f"declared but missing: {sorted(declared - actual)}"] * bool(declared - actual)
     hidden = sorted(known - actual)
@@ -241,48 +288,57 @@ def run_quality(
     """Run every check on every exposed table of the stack, then the PII scan of clean datasets."""
     report = QualityReport()
     wh = WarehouseClient(manifest.bigquery)
-    pipes = manifest.pipes()
+    sources = _Sources(credentials)
     changelogs_seen: set[str] = set()
-    for pipe in tqdm(pipes, desc="quality checks", file=sys.stderr, disable=not progress):
-        first = pipe.changelog_label not in changelogs_seen
-        changelogs_seen.add(pipe.changelog_label)
-        if first:
-            _guarded(report, "freshness", pipe.changelog_label,
-                     partial(_check_freshness, report, wh, pipe, freshness_max))
-        if pipe.view is None:
-            report.add("row_count", pipe.label, SKIP, "no latest-state view exposes this table")
-            continue
-        _check_pipe(report, wh, pipe, credentials, settle_s, key_limit, first)
+    try:
+        for pipe in tqdm(manifest.pipes(), desc="quality checks", file=sys.stderr, disable=not progress):
+            first = pipe.changelog_label not in changelogs_seen
+            changelogs_seen.add(pipe.changelog_label)
+            if first:
+                _guarded(report, "freshness", pipe.changelog_label,
+                         partial(_check_freshness, report, wh, pipe, freshness_max))
+            if pipe.view is None:
+                report.add("row_count", pipe.label, SKIP, "no latest-state view exposes this table")
+                continue
+            _check_pipe(report, wh, sources, pipe, settle_s, key_limit, first)
+    finally:
+        sources.close()
     for dataset, table in tqdm(_pii_targets(manifest), desc="PII scan", file=sys.stderr, disable=not progress):
         _guarded(report, "pii_in_clean_dataset", f"{dataset}.{table}",
                  partial(_scan, report, wh, dataset, table, sample_rows))
     return report
 
 
-def _check_pipe(report: QualityReport, wh: WarehouseClient, pipe: Pipe, credentials: Credentials,
+def _check_pipe(report: QualityReport, wh: WarehouseClient, sources: _Sources, pipe: Pipe,
                 settle_s: float, key_limit: int, changelog_first_seen: bool) -> None:
     """Every view check of one pipe; a failing query fails that check only."""
     label = pipe.label
     try:
-        db = SourceDatabase(pipe.source, credentials.database(pipe.source))
+        db = sources.database(pipe.source)
     except DATABASE_ERRORS as error:
         report.add("row_count", label, FAIL, f"could not reach source {pipe.source.name}: {_one_line(error)}")
         return
-    with db:
-        columns: list[SourceColumn] = []
-        settled = [False]
+    columns: list[SourceColumn] = []
+    counted: list[tuple[int, bool]] = []  # (source rows, counts agree) once the row count check ran
 
-        def counts() -> None:
-            settled[0] = _check_counts(report, db, wh, pipe, settle_s)
+    def keys() -> None:
+        source_rows, agreed = counted[0] if counted else (None, False)
+        _check_keys(report, db, wh, pipe, settle_s if agreed else 0.0, key_limit, source_rows)
 
-        _guarded(report, "schema_drift", label, lambda: columns.extend(db.columns(pipe.source_table.name)))
-        _guarded(report, "row_count", label, counts)
-        _guarded(report, "deleted_rows_visible", label,
-                 lambda: _check_keys(report, db, wh, pipe, settle_s if settled[0] else 0.0, key_limit))
+    _guarded(report, "schema_drift", label, lambda: columns.extend(sources.columns(db, pipe.source_table.name)))
+    _guarded(report, "row_count", label, lambda: counted.append(_check_counts(report, db, wh, pipe, settle_s)))
+    _guarded(report, "deleted_rows_visible", label, keys)
     _guarded(report, "duplicate_keys", label, lambda: _check_duplicates(report, wh, pipe))
     if columns:
-        _guarded(report, "nulls_in_required_columns", label, lambda: _check_nulls(report, wh, pipe, columns))
-        _guarded(report, "view_columns", label, lambda: _check_view_columns(report, wh, pipe, columns))
+        try:
+            view_columns = _view_columns(wh, pipe)
+        except QUERY_ERRORS as error:
+            for check in ("nulls_in_required_columns", "view_columns"):
+                report.add(check, label, FAIL, f"could not run: {_one_line(error)}")
+        else:
+            _guarded(report, "nulls_in_required_columns", label,
+                     lambda: _check_nulls(report, wh, pipe, columns, view_columns))
+            _check_view_columns(report, pipe, columns, view_columns)
         if changelog_first_seen:
             _guarded(report, "schema_drift", pipe.changelog_label,
                      lambda: _check_changelog_schema(report, wh, pipe, columns))

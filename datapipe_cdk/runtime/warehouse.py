@@ -1,7 +1,7 @@
 """BigQuery as the notebooks see it: the official client pointed at the manifest's endpoint.
 
 With an emulator endpoint the client uses ``AnonymousCredentials``; results stay on REST
-(``query_and_wait``, no Storage Read API) and become DataFrames without pyarrow.
+(``query_and_wait``, no Storage Read API), so pyarrow is not needed.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
@@ -42,17 +41,6 @@ def array(name: str, type_: str, values: Sequence[object]) -> bigquery.ArrayQuer
     return bigquery.ArrayQueryParameter(name, type_, list(values))
 
 
-def bq_type_of(value: object) -> str:
-    """The BigQuery parameter type of a key value read from a source."""
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        return "INT64"
-    if isinstance(value, float):
-        return "FLOAT64"
-    return "STRING"
-
-
 class WarehouseClient:
     """Queries against one project; tables are named by (dataset, table)."""
 
@@ -71,12 +59,6 @@ class WarehouseClient:
         result = self.client.query_and_wait(sql, job_config=config, wait_timeout=timeout_s)
         return [dict(row.items()) for row in result]
 
-    def frame(self, sql: str, params: Sequence[Param] = ()) -> pd.DataFrame:
-        config = bigquery.QueryJobConfig(query_parameters=list(params))
-        result = self.client.query_and_wait(sql, job_config=config)
-        columns = [field.name for field in result.schema or []]
-        return pd.DataFrame([dict(row.items()) for row in result], columns=columns)
-
     def columns(self, dataset: str, table: str) -> dict[str, str]:
         """Column name → BigQuery type, from the table's or view's metadata."""
         ref = ".".join(self.table_path(dataset, table))
@@ -93,10 +75,6 @@ class WarehouseClient:
     def keys(self, dataset: str, table: str, key: str, limit: int) -> list[Any]:
         sql = self.sql("keys", table=self.table_path(dataset, table), key=key)
         return [row["k"] for row in self.rows(sql, [scalar("limit", "INT64", limit)])]
-
-    def list_tables(self, dataset: str) -> list[str]:
-        ref = f"{self.endpoint.project}.{dataset}"
-        return [t.table_id for t in self.client.list_tables(ref)]
 
 
 def is_metadata_column(name: str) -> bool:

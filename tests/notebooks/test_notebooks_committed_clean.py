@@ -37,9 +37,14 @@ def test_committed_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_parameters_cell_declares_stack_markers_and_figures(path: Path) -> None:
+def test_parameters_cell_declares_stack_markers_table_and_figures(path: Path) -> None:
     _, names = _runner().parameter_names(nbformat.read(path, as_version=4))
-    assert {"stack_name", "markers", "figures_dir"} <= names
+    assert {"stack_name", "markers", "figures_dir", "table"} <= names
+
+
+def test_latency_parameters_cell_declares_rate_and_table() -> None:
+    _, names = _runner().parameter_names(nbformat.read(ROOT / "notebooks" / "pipeline_latency.ipynb", as_version=4))
+    assert {"rate_per_s", "table"} <= names
 
 
 def test_injected_cell_follows_parameters_and_sets_only_declared_names() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from datapipe_cdk.runtime.manifest import ManifestError, load_manifest, parse_manifest
+from datapipe_cdk.runtime.manifest import ColumnPolicy, ManifestError, load_manifest, parse_manifest
 
 CONTRACT: dict[str, Any] = {
     "stack": "payments",
@@ -52,8 +52,20 @@ def test_contract_example_parses_and_joins_source_sink_and_view() -> None:
     assert pipe.source_label == "payments-db.orders"
     assert pipe.changelog_label == "payments_raw.orders"
     assert pipe.label == "finance.orders"
-    assert pipe.source_table.policy("email") is not None
+    assert pipe.source_table.policy("email") == ColumnPolicy("email", "PII", "EMAIL", "masked")
     assert manifest.kafka.bootstrap_servers == ("127.0.0.1:19092",)
+
+
+def test_bigquery_endpoint_override_is_applied_when_loading_not_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAPIPE_BIGQUERY_ENDPOINT", "http://127.0.0.1:29050")
+    assert parse_manifest(CONTRACT).bigquery.endpoint == "http://127.0.0.1:19050"
+    assert parse_manifest(CONTRACT, bigquery_endpoint="http://other").bigquery.endpoint == "http://other"
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(CONTRACT))
+    monkeypatch.setenv("DATAPIPE_MANIFEST", str(path))
+    assert load_manifest("payments", root=tmp_path).bigquery.endpoint == "http://127.0.0.1:29050"
 
 
 def test_a_table_exposed_twice_gives_one_pipe_per_view() -> None:

@@ -1,10 +1,16 @@
-"""Identifiers are quoted per dialect; Debezium envelopes decode with or without their schema."""
+"""Identifiers are quoted per dialect, values are bound as parameters; Debezium envelopes decode with or without
+their schema."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from datapipe_cdk.runtime._sql import quote_bigquery, quote_mysql, quote_postgres, render
+from datapipe_cdk.runtime.manifest import Source
+from datapipe_cdk.runtime.source import SourceDatabase
 from datapipe_cdk.runtime.stream import decode
 
 
@@ -15,11 +21,56 @@ def test_identifiers_are_quoted_and_escaped() -> None:
     assert quote_postgres(("s", 'we"ird')) == '"s"."we""ird"'
 
 
+class _Recorder:
+    """A DB-API connection (and its cursor) that records what is executed."""
+
+    def __init__(self) -> None:
+        self.executed: list[tuple[str, Any]] = []
+
+    def cursor(self) -> _Recorder:
+        return self
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self.executed.append((sql, params))
+
+    def fetchone(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _source_database(engine: str) -> tuple[SourceDatabase, _Recorder]:
+    source = Source("payments-db", engine, "127.0.0.1", 1, "payments", "payments", "payments-db", "payments", ())
+    db = SourceDatabase.__new__(SourceDatabase)  # no connection: the recorder stands in for it
+    db.source = source
+    db.dialect = "postgres" if source.is_postgres else "mysql"
+    db._conn = _Recorder()
+    return db, db._conn
+
+
+HOSTILE = "x'); DROP TABLE orders; --"
+
+
 def test_values_are_bound_not_rendered() -> None:
     sql = render("bigquery", "bigquery/changelog_events", table=("p", "d", "t"), key="id", marker="status")
     assert "IN UNNEST(@keys)" in sql and "`status` AS marker" in sql
     insert = render("postgres", "source/insert", table=("payments", "orders"), columns=["a", "b"], returning="id")
     assert insert.split() == 'INSERT INTO "payments"."orders" ("a", "b") VALUES (%s, %s) RETURNING "id"'.split()
+    delete = render("mysql", "source/delete", table=("payments", "orders"), key="id", keys=[HOSTILE, 42])
+    assert delete == "DELETE FROM `payments`.`orders` WHERE `id` IN (%s, %s)"
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_source_writes_pass_values_as_parameters(engine: str) -> None:
+    db, recorder = _source_database(engine)
+    db.update("orders", "id", HOSTILE, "status", "lp1234")
+    db.delete("orders", "id", [HOSTILE, 42])
+    db.insert("orders", {"id": 42, "status": HOSTILE}, "id")
+    [(update, update_params), (delete, delete_params), (insert, insert_params)] = recorder.executed
+    assert update_params == ("lp1234", HOSTILE) and delete_params == (HOSTILE, 42) and insert_params == (42, HOSTILE)
+    assert update.count("%s") == 2 and delete.count("%s") == 2 and insert.count("%s") == 2
+    assert not any(value in sql for sql in (update, delete, insert) for value in (HOSTILE, "DROP", "lp1234", "42"))
 
 
 def test_decode_full_envelope() -> None:

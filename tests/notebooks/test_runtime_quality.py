@@ -1,0 +1,27 @@
+"""Quality checks: a failing query fails its check only, and key examples never show PII."""
+
+from __future__ import annotations
+
+from google.api_core.exceptions import BadRequest
+
+from datapipe_cdk.runtime.manifest import ColumnPolicy, SourceTable
+from datapipe_cdk.runtime.quality import FAIL, QualityReport, _guarded, _key_examples
+
+
+def test_a_failing_query_fails_its_check_with_the_error() -> None:
+    def broken() -> None:
+        raise BadRequest('Table "refunds" must be qualified with a dataset')
+
+    report = QualityReport()
+    _guarded(report, "pii_in_clean_dataset", "finance.daily_revenue", broken)
+    [result] = report.checks
+    assert result.status == FAIL and "must be qualified" in result.detail and not report.passed
+
+
+def test_key_examples_are_shown_for_plain_keys_and_redacted_for_pii_keys() -> None:
+    table = SourceTable("orders", ("id",), "payments.payments.orders",
+                        (ColumnPolicy("id", "INTERNAL", None, None), ColumnPolicy("email", "PII", "EMAIL_ADDRESS", None)))
+    assert _key_examples(table, "id", {"17", "3", "25", "4"}) == ", e.g. ['17', '25', '3']"
+    assert _key_examples(table, "id", set()) == ""
+    shown = _key_examples(table, "email", {"jane.doe@example.com"})
+    assert "jane" not in shown and shown == ", e.g. ['****.***@******e.com']"
