@@ -133,6 +133,12 @@ def who_can_read(stack: Mapping[str, Any]) -> dict[str, list[AccessEntry]]:
     return result
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time such as ``2027-01-31T00:00:00Z``; one without an offset is taken as UTC. Raises ValueError."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def expired_grants(
     stack: Mapping[str, Any],
     *,
@@ -154,7 +160,7 @@ def expired_grants(
         where = "synthesized stack"
     result = []
     for grant in grants:
-        if _parse_time(grant["until"]) > moment:
+        if parse_time(grant["until"]) > moment:
             continue
         count = sum(1 for key in grant.get("acls", []) if _normal(tuple(key)) in present)
         if count:
@@ -276,8 +282,3 @@ def _expiry(condition: Any) -> str | None:
 
 def _path(resource: Mapping[str, Any]) -> str:
     return str(resource.get("//", {}).get("metadata", {}).get("path", ""))
-
-
-def _parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

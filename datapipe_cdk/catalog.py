@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._validate import path_of
 from .dataset import Dataset
 from .governance import inventory
-from .governance.classification import ClassifiedColumn, changelog_columns, highest, view_columns
+from .governance.classification import ClassifiedColumn, changelog_columns, highest, info_types, view_columns
 from .units import FOREVER, to_millis
 
 if TYPE_CHECKING:
@@ -28,12 +28,14 @@ def catalog(stack: DataPipelineStack) -> dict[str, Any]:
 
 
 def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
-    entries: list[dict[str, Any]] = []
+    topic_entries: list[dict[str, Any]] = []
+    table_entries: list[dict[str, Any]] = []  # tables and views
+    dataset_columns: dict[int, list[ClassifiedColumn]] = {}  # dataset (by id) -> its tables' and views' columns
     kafka = stack.kafka.bootstrap_servers[0]
     for topic in inventory.topics(stack):
         columns = inventory.topic_columns(topic)
         owner = inventory.topic_owner(topic)
-        entries.append(
+        topic_entries.append(
             _entry(
                 "topic",
                 topic.name,
@@ -47,16 +49,15 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
                 cleanup_policy=topic.cleanup_policy.value,
             )
         )
-    for dataset in inventory.datasets(stack):
-        entries.append(_dataset_entry(stack, dataset))
     for sink in inventory.sinks(stack):
         for table in sink.tables:
             columns = changelog_columns(table)
-            entries.append(
+            dataset_columns.setdefault(id(sink.dataset), []).extend(columns)
+            table_entries.append(
                 _entry(
                     "table",
                     f"{table.dataset.dataset_id}.{table.table_id}",
-                    f"{path_of(sink)}/changelog-{table.captured.name}",
+                    path_of(table.resource),
                     _bigquery(stack, table.dataset.dataset_id, table.table_id),
                     inventory.dataset_owners(table.dataset),
                     f"Changelog of {table.captured.qualified_name}: one row per change event",
@@ -71,16 +72,17 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
         dataset = warehouse.dataset
         for view in warehouse.views.values():
             columns = view_columns(warehouse, view)
+            dataset_columns.setdefault(id(dataset), []).extend(columns)
             upstream = (
                 [f"{view.source.dataset.dataset_id}.{view.source.table_id}"]
                 if view.source is not None
                 else [f"{dataset.dataset_id}.{name}" for name in view.depends_on]
             )
-            entries.append(
+            table_entries.append(
                 _entry(
                     "view",
                     f"{dataset.dataset_id}.{view.name}",
-                    f"{path_of(warehouse)}/view-{view.name}",
+                    path_of(view.resource),
                     _bigquery(stack, dataset.dataset_id, view.name),
                     inventory.dataset_owners(dataset),
                     f"Latest state of {view.source.captured.qualified_name}"
@@ -94,6 +96,8 @@ def _catalog(stack: DataPipelineStack) -> dict[str, Any]:
                     column_lineage="known" if view.source is not None else "upper bound (custom SQL)",
                 )
             )
+    dataset_entries = [_dataset_entry(stack, d, dataset_columns.get(id(d), [])) for d in inventory.datasets(stack)]
+    entries = topic_entries + dataset_entries + table_entries
     return {"catalog_version": CATALOG_VERSION, "stack": stack.node.id, "entries": entries}
 
 
@@ -101,15 +105,9 @@ def to_json(stack: DataPipelineStack) -> str:
     return json.dumps(catalog(stack), indent=2, sort_keys=True) + "\n"
 
 
-def _dataset_entry(stack: DataPipelineStack, dataset: Dataset) -> dict[str, Any]:
+def _dataset_entry(stack: DataPipelineStack, dataset: Dataset, columns: Sequence[ClassifiedColumn]) -> dict[str, Any]:
+    """``columns``: every column of the dataset's tables and views."""
     owner = inventory.owning_construct(dataset)
-    tables: list[ClassifiedColumn] = []
-    for sink in inventory.sinks(stack):
-        if sink.dataset is dataset:
-            tables += [c for t in sink.tables for c in changelog_columns(t)]
-    for warehouse in inventory.warehouses(stack):
-        if warehouse.dataset is dataset:
-            tables += [c for v in warehouse.views.values() for c in view_columns(warehouse, v)]
     entry = _entry(
         "dataset",
         dataset.dataset_id,
@@ -123,10 +121,10 @@ def _dataset_entry(stack: DataPipelineStack, dataset: Dataset) -> dict[str, Any]
         readers=[str(p) for p in dataset.readers],
         region=stack.gcp.location,
     )
-    level = highest(tables)
+    level = highest(columns)
     entry["classification"] = level.value if level else None
-    entry["unmasked_pii"] = any(c.exposes_pii for c in tables)
-    entry["info_types"] = sorted({c.info_type.value for c in tables if c.info_type is not None})
+    entry["unmasked_pii"] = any(c.exposes_pii for c in columns)
+    entry["info_types"] = info_types(columns)
     return entry
 
 
@@ -150,18 +148,9 @@ def _entry(
         "owners": list(owners),
         "description": description,
         "classification": level.value if level else None,
-        "info_types": sorted({c.info_type.value for c in columns if c.info_type is not None}),
+        "info_types": info_types(columns),
         "unmasked_pii": any(c.exposes_pii for c in columns),
-        "schema": [
-            {
-                "name": c.qualified if extra.get("view_kind") == "custom" else c.name,
-                "type": c.type.value,
-                "classification": c.classification.value if c.classification else None,
-                "info_type": c.info_type.value if c.info_type else None,
-                "treatment": c.treatment.value if c.treatment else None,
-            }
-            for c in columns
-        ],
+        "schema": [c.as_dict(qualified=extra.get("view_kind") == "custom") for c in columns],
         "retention": retention,
         **extra,
     }

@@ -37,7 +37,6 @@ class Failure(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -310,14 +309,12 @@ def _access(args: argparse.Namespace) -> int:
 
 
 def _expired(args: argparse.Namespace) -> int:
-    from .access import expired_grants, live_kafka_acls
+    from .access import expired_grants, live_kafka_acls, parse_time
 
     try:
-        now = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(UTC)
+        now = parse_time(args.at) if args.at else datetime.now(UTC)
     except ValueError:
         raise UsageError(f"--at must be an RFC 3339 time such as 2027-01-31T00:00:00Z, got {args.at!r}") from None
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
     live = None
     if args.bootstrap:
         config = {"bootstrap.servers": args.bootstrap, "security.protocol": args.security_protocol}
@@ -354,10 +351,8 @@ def _expired(args: argparse.Namespace) -> int:
 
 
 def _terraform(args: argparse.Namespace) -> int:
-    try:
-        from ._toolchain import toolchain_env
-    except ImportError:
-        raise UsageError("datapipe_cdk._toolchain is missing: run `make toolchain`") from None
+    from ._toolchain import toolchain_env
+
     app = _load_app(args.app, args.out)
     stacks = _stacks(app, args.stack)
     if args.action != "destroy" or args.tool == "tofu":

@@ -75,7 +75,7 @@ class LineageNode:
             "path": self.path,
             "classification": self.classification,
             "owners": list(self.owners),
-            "columns": [_column(c) for c in self.columns],
+            "columns": [c.as_dict() for c in self.columns],
         }
 
 
@@ -156,7 +156,7 @@ class LineageGraph:
                         "changelog_table",
                         "bigquery",
                         f"{project}.{changelog.dataset.dataset_id}.{changelog.table_id}",
-                        f"{path_of(sink)}/changelog-{changelog.captured.name}",
+                        path_of(changelog.resource),
                         tuple(columns),
                         owners,
                     )
@@ -179,7 +179,7 @@ class LineageGraph:
                         "view",
                         "bigquery",
                         f"{project}.{dataset}.{view.name}",
-                        f"{path_of(warehouse)}/view-{view.name}",
+                        path_of(view.resource),
                         tuple(columns),
                         owners,
                     )
@@ -263,7 +263,7 @@ class LineageGraph:
         facets: dict[str, Any] = {
             "schema": _facet("schema", fields=[{"name": c.name, "type": c.type.value} for c in node.columns]),
             "datapipe_classification": _facet(
-                "datapipe_classification", classification=node.classification, fields={c.name: _column(c) for c in node.columns}
+                "datapipe_classification", classification=node.classification, fields={c.name: c.as_dict() for c in node.columns}
             ),
         }
         if node.owners:
@@ -348,16 +348,6 @@ def _mapping(columns: Sequence[ClassifiedColumn], *, transformed: bool) -> tuple
     return tuple(
         ColumnEdge(c.name, c.name, c.treatment.value if transformed and c.treatment is not None else "identity") for c in columns
     )
-
-
-def _column(column: ClassifiedColumn) -> dict[str, Any]:
-    return {
-        "name": column.name,
-        "type": column.type.value,
-        "classification": column.classification.value if column.classification else None,
-        "info_type": column.info_type.value if column.info_type else None,
-        "treatment": column.treatment.value if column.treatment else None,
-    }
 
 
 def _facet(kind: str, **content: Any) -> dict[str, Any]:

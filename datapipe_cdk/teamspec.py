@@ -17,18 +17,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._validate import path_of
+from ._validate import _CONSTRUCT_ID, path_of
+from .access import parse_time
 from .errors import DatapipeError
-from .principal import Principal
-from .sink import BigQuerySink
+from .governance import inventory
+from .principal import _EMAIL, Principal
+from .schema import IDENTIFIER
 from .warehouse import MicroWarehouse
 
 if TYPE_CHECKING:
     from .stack import DataPipelineStack
 
 SCHEMA_ID = "https://datapipe-cdk.dev/schemas/team.schema.json"
-_MEMBER = r"^(user|group|serviceAccount):[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$|^domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
-_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# JSON Schema patterns (ECMA-262), built from the constructs' own rules where they have one.
+_MEMBER = rf"^(user|group|serviceAccount):{_EMAIL}$|^domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}$"
+_IDENT = f"^{IDENTIFIER}$"
+_CONSTRUCT = _CONSTRUCT_ID.pattern
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 
 _PRINCIPAL = {
@@ -52,7 +56,7 @@ SCHEMA: dict[str, Any] = {
         },
         "stack": {
             "type": "string",
-            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+            "pattern": _CONSTRUCT,
             "description": "the pipeline stack this warehouse belongs to (e.g. payments)",
         },
         "description": {"type": "string", "maxLength": 16384, "description": "what the warehouse is for"},
@@ -81,7 +85,7 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     "sink": {
                         "type": "string",
-                        "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                        "pattern": _CONSTRUCT,
                         "description": "the BigQuerySink's id in the stack (e.g. payments-raw)",
                     },
                     "table": {"type": "string", "pattern": _IDENT, "description": "the captured table's name (e.g. orders)"},
@@ -169,7 +173,8 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
     except OSError as error:
         raise DatapipeError(name, f"cannot read team file ({error.strerror})", str(file)) from None
     try:
-        root = yaml.compose(text, Loader=_loader())
+        loader = _loader()(text)
+        root = loader.get_single_node()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -182,7 +187,7 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
         raise DatapipeError(f"{name}:1", "a team file must be a mapping with team, stack, owners and tables", "")
     lines: dict[tuple[str | int, ...], int] = {}
     _index(name, root, (), lines)
-    data = _loader()(text).get_single_data()
+    data = loader.construct_document(root)
     spec = TeamSpec(name, data, lines)
     _validate(spec)
     return spec
@@ -239,7 +244,7 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protectio
     team = spec.team
     if spec.stack != stack.node.id:
         raise DatapipeError(spec.at("stack"), f"this file is for stack {spec.stack!r}, not {stack.node.id!r}", spec.stack)
-    sinks = {s.node.id: s for s in stack.node.find_all() if isinstance(s, BigQuerySink)}
+    sinks = {path_of(s).rpartition("/")[2]: s for s in inventory.sinks(stack)}
     with _at(spec, ()):
         owners = [_principal(spec, ("owners", i), p) for i, p in enumerate(data["owners"])]
         readers = [_principal(spec, ("readers", i), p) for i, p in enumerate(data.get("readers", []))]
@@ -284,11 +289,11 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protectio
                 )
         with _at(spec, where):
             view = warehouse.expose(table, columns=entry.get("columns"), name=entry.get("as"))
-        governance.declare_origin(f"{path_of(warehouse)}/view-{view.name}", spec.at(*where))
+        governance.declare_origin(path_of(view.resource), spec.at(*where))
     for i, entry in enumerate(data.get("views", [])):
         with _at(spec, ("views", i)):
-            warehouse.add_view(entry["name"], entry["sql"])
-        governance.declare_origin(f"{path_of(warehouse)}/view-{entry['name']}", spec.at("views", i))
+            view = warehouse.add_view(entry["name"], entry["sql"])
+        governance.declare_origin(path_of(view.resource), spec.at("views", i))
     for i, entry in enumerate(data.get("temporary_grants", [])):
         where = ("temporary_grants", i)
         until = _timestamp(spec, (*where, "until"), entry["until"])
@@ -338,7 +343,7 @@ def _principal(spec: TeamSpec, path: tuple[str | int, ...], member: str) -> Prin
 
 def _timestamp(spec: TeamSpec, path: tuple[str | int, ...], text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         raise DatapipeError(spec.at(*path), "until must be an RFC 3339 time such as 2027-01-31T00:00:00Z", text) from None
 

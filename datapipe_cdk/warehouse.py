@@ -17,6 +17,7 @@ from .providers.google import BigqueryTable, ProjectIamMember
 from .schema import IDENTIFIER
 from .sink import ChangelogTable
 from .sql import quote_table, render_template, render_user_sql
+from .units import to_rfc3339
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class MicroWarehouse(Construct):
         principal = check.instance(path, "principal", principal, Principal)
         access = self.dataset.grant_role("READER", principal, until=until, allow_public=allow_public)
         if until is not None:
-            self.temporary_grants.append({"principal": str(principal), "until": access.attributes["condition"][0]["expression"]})
+            self.temporary_grants.append({"principal": str(principal), "until": to_rfc3339(until)})
         if self.pipeline.gcp.manage_iam and not principal.is_public:
             condition = access.attributes.get("condition")
             ProjectIamMember(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .._validate import path_of
 from ..schema import CapturedTable, Classification, ColumnType, InfoType, Treatment
@@ -62,6 +63,16 @@ class ClassifiedColumn:
         if self.treatment is not None:
             text += f" ({self.treatment.value})"
         return text
+
+    def as_dict(self, *, qualified: bool = False) -> dict[str, Any]:
+        """JSON-ready: name (``table.column`` if ``qualified``), type, classification, info type, treatment."""
+        return {
+            "name": self.qualified if qualified else self.name,
+            "type": self.type.value,
+            "classification": self.classification.value if self.classification else None,
+            "info_type": self.info_type.value if self.info_type else None,
+            "treatment": self.treatment.value if self.treatment else None,
+        }
 
 
 def source_columns(captured: CapturedTable, source_path: str) -> list[ClassifiedColumn]:

@@ -60,6 +60,8 @@ class DlpInspection(Construct):
         if not check.sequence(path, "owners", owners):
             raise DatapipeError(path, "DLP findings need at least one owner", owners)
         chosen = self._chosen(path, stack, tables)
+        if stack.gcp.manage_iam:  # the findings dataset (created below), checked before anything joins the tree
+            Dataset.check_arguments(path, stack, findings_dataset, None, None, False, findings_retention, owners, ())
         super().__init__(scope, inspection_id)
         check.adopt(scope, self, inspection_id, owns_children=True)
         self.pipeline = stack
@@ -72,7 +74,6 @@ class DlpInspection(Construct):
             return
         project = stack.gcp.project
         parent = f"projects/{project}"
-        Dataset.check_arguments(path, stack, findings_dataset, None, None, False, findings_retention, owners, ())
         self.findings = Dataset(
             self,
             "findings",

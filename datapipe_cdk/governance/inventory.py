@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .._validate import path_of
 from ..dataset import Dataset
@@ -35,6 +35,8 @@ class Inventory:
         self.parents: dict[int, CdcSource | BigQuerySink] = {}
         self.captured: dict[int, CapturedTable] = {}
         """Topic (by id) -> the captured table it carries."""
+        self.owning: dict[int, BigQuerySink | MicroWarehouse] = {}
+        """Dataset (by id) -> the sink or warehouse it belongs to."""
         for node in self.nodes:
             if isinstance(node, CdcSource):
                 self.captured.update({id(node.topic(t.name)): t for t in node.tables})
@@ -42,6 +44,8 @@ class Inventory:
                 self.parents.update({id(t): node for t in topics if t is not None})
             elif isinstance(node, BigQuerySink):
                 self.parents[id(node.dead_letter_topic)] = node
+            if isinstance(node, (BigQuerySink, MicroWarehouse)):
+                self.owning.setdefault(id(node.dataset), node)
 
     def find(self, kind: type[T]) -> list[T]:
         return [node for node in self.nodes if isinstance(node, kind)]
@@ -104,10 +108,12 @@ def datasets(scope: Construct) -> list[Dataset]:
 
 def owning_construct(dataset: Dataset) -> Construct:
     """The sink or warehouse a dataset belongs to (what a user declared), or the dataset itself."""
-    for node in _inventory(_stack_of(dataset)).nodes:
-        if isinstance(node, (BigQuerySink, MicroWarehouse)) and node.dataset is dataset:
-            return node
-    return dataset
+    return _inventory(_stack_of(dataset)).owning.get(id(dataset), dataset)
+
+
+def declared_at(topic: IConstruct) -> str:
+    """Path of the construct a topic was declared in (its source or sink, or the stack)."""
+    return path_of(topic).rpartition("/")[0]
 
 
 def topic_columns(topic: StreamingTopic) -> list[ClassifiedColumn]:
@@ -122,15 +128,14 @@ def topic_columns(topic: StreamingTopic) -> list[ClassifiedColumn]:
 
 
 def topic_owner(topic: StreamingTopic) -> str | None:
-    """Explicit owner, else the captured table's owner, else its source's, else its sink dataset's."""
+    """The captured table's owner, else the topic's (a source passes its own), else its sink dataset's."""
+    inventory = _inventory(_stack_of(topic))
+    captured = inventory.captured.get(id(topic))
+    if captured is not None and captured.table.owner:
+        return captured.table.owner
     if topic.owner is not None:
         return str(topic.owner)
-    parent = _inventory(_stack_of(topic)).parents.get(id(topic))
-    if isinstance(parent, CdcSource):
-        for captured in parent.tables:
-            if parent.topic(captured.name) is topic and captured.table.owner:
-                return captured.table.owner
-        return str(parent.owner) if parent.owner is not None else None
+    parent = inventory.parents.get(id(topic))
     if isinstance(parent, BigQuerySink) and parent.dataset.owners:
         return str(parent.dataset.owners[0])
     return None

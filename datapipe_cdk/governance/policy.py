@@ -65,16 +65,13 @@ class PiiOnlyInPiiDatasets(Policy):
             if sink.dataset.holds_pii:
                 continue
             for table in sink.tables:
-                path = f"{path_of(sink)}/changelog-{table.captured.name}"
-                yield from self._report(path, changelog_columns(table), sink.dataset.dataset_id)
+                yield from self._report(path_of(table.resource), changelog_columns(table), sink.dataset.dataset_id)
         for warehouse in inventory.warehouses(stack):
             if warehouse.dataset.holds_pii:
                 continue
             for view in warehouse.views.values():
                 if view.source is not None:
-                    yield from self._report(
-                        f"{path_of(warehouse)}/view-{view.name}", view_columns(warehouse, view), warehouse.dataset.dataset_id
-                    )
+                    yield from self._report(path_of(view.resource), view_columns(warehouse, view), warehouse.dataset.dataset_id)
 
     def _report(self, path: str, columns: list[ClassifiedColumn], dataset: str) -> Iterator[Violation]:
         for column in columns:
@@ -101,7 +98,7 @@ class PiiDatasetRetention(Policy):
         for dataset in inventory.datasets(stack):
             if not dataset.holds_pii:
                 continue
-            path = inventory.owning_construct(dataset).node.path
+            path = path_of(inventory.owning_construct(dataset))
             if dataset.retention is None or dataset.retention == FOREVER:
                 yield self.violation(
                     path, f"dataset {dataset.dataset_id} holds PII but keeps it forever; set retention= ({limit})"
@@ -137,11 +134,10 @@ class PiiTopicRetention(Policy):
                 if retention is None
                 else f"keeps it {retention.days} days"
             )
-            where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
             yield self.violation(
                 path_of(topic),
                 f"topic {topic.name} carries unmasked PII ({columns}) and {now}; "
-                f"set retention= at most {self.maximum.days} days on {where}",
+                f"set retention= at most {self.maximum.days} days on {inventory.declared_at(topic)}",
             )
 
 
@@ -186,13 +182,13 @@ class OwnerRequired(Policy):
     def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
         for dataset in inventory.datasets(stack):
             if not dataset.owners:
-                path = inventory.owning_construct(dataset).node.path
+                path = path_of(inventory.owning_construct(dataset))
                 yield self.violation(
                     path, f"dataset {dataset.dataset_id} has no owner; pass owners=[Principal.group(...)] to {path}"
                 )
         for topic in inventory.topics(stack):
             if inventory.topic_owner(topic) is None:
-                where = path_of(topic.node.scope) if topic.node.scope is not None else path_of(topic)
+                where = inventory.declared_at(topic)
                 yield self.violation(
                     path_of(topic), f"topic {topic.name} has no owner; pass owner=Principal.group(...) to {where}"
                 )

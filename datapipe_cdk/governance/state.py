@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from ..stack import DataPipelineStack
 
 MIN_REASON = 10
-_EXPIRY = re.compile(r'timestamp\("([^"]+)"\)')
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class OptOut:
     reason: str
 
     def covers(self, violation: Violation) -> bool:
-        return violation.policy == self.policy and (violation.path == self.path or violation.path.startswith(self.path + "/"))
+        return violation.policy == self.policy and _under(violation.path, self.path)
 
     def as_dict(self) -> dict[str, str]:
         return {"policy": self.policy, "path": self.path, "reason": self.reason}
@@ -117,7 +115,7 @@ class Governance:
         return [self._located(v) for v in self.all_violations() if not any(o.covers(v) for o in self.opt_outs)]
 
     def _located(self, violation: Violation) -> Violation:
-        paths = [p for p in self.origins if violation.path == p or violation.path.startswith(p + "/")]
+        paths = [p for p in self.origins if _under(violation.path, p)]
         if not paths:
             return violation
         origin = self.origins[max(paths, key=len)]
@@ -131,7 +129,7 @@ class Governance:
     def _describe(self, manifest: dict[str, Any]) -> None:
         kafka = [grant for topic in inventory.topic_references(self.stack) for grant in topic.temporary_grants]
         bigquery = [
-            {**grant, "expires": _expiry(grant.get("until", "")), "dataset": w.dataset.dataset_id, "path": path_of(w)}
+            {**grant, "dataset": w.dataset.dataset_id, "path": path_of(w)}
             for w in inventory.warehouses(self.stack)
             for grant in w.temporary_grants
         ]
@@ -147,6 +145,6 @@ def opt_out(construct: Construct, policy: str | Policy | type[Policy], reason: s
     return Governance.of(construct).opt_out(construct, policy, reason)
 
 
-def _expiry(expression: str) -> str | None:
-    match = _EXPIRY.search(expression)
-    return match.group(1) if match else None
+def _under(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` itself or a construct under it (``test/raw2`` is not under ``test/raw``)."""
+    return path == prefix or path.startswith(prefix + "/")

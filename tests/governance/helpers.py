@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -59,6 +60,7 @@ def make_source(
     *,
     owner: Principal | None = OWNER,
     retention: timedelta | None = timedelta(days=7),
+    tables: Mapping[str, Table] | None = None,
     **treatments: Any,
 ) -> CdcSource:
     return CdcSource(
@@ -68,7 +70,7 @@ def make_source(
         host="mysql",
         database="payments",
         topic_prefix="payments",
-        tables={"accounts": ACCOUNTS, "orders": ORDERS},
+        tables=tables or {"accounts": ACCOUNTS, "orders": ORDERS},
         owner=owner,
         retention=retention,
         **treatments,

@@ -59,8 +59,7 @@ def test_grant_query_until_compiles_to_an_iam_condition_on_request_time(until, s
     assert grants == [
         {
             "principal": "user:auditor@acme.com",
-            "until": f'request.time < timestamp("{stamp}")',
-            "expires": stamp,
+            "until": stamp,
             "dataset": "risk",
             "path": "test/risk",
         }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from datapipe_cdk.catalog import catalog, to_json
-from tests.governance.helpers import example_stacks
+from tests.governance.helpers import ACCOUNTS, ORDERS, OWNER, example_stacks, make_source, make_stack
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,14 @@ def test_dataset_table_and_view_entries(entries):
     assert team["upstream"] == ["fraud_analytics.orders", "fraud_analytics.accounts"]
     assert "accounts.email" in [c["name"] for c in team["schema"]]
     assert entries[("dataset", "fraud_analytics")]["description"] == "Orders and account geography for fraud pattern analysis"
+
+
+def test_a_captured_tables_own_owner_wins_over_its_sources():
+    stack = make_stack()
+    make_source(stack, tables={"accounts": replace(ACCOUNTS, owner="group:accounts-team@acme.com"), "orders": ORDERS})
+    topics = {e["name"]: e for e in catalog(stack)["entries"] if e["kind"] == "topic"}
+    assert topics["payments.payments.accounts"]["owners"] == ["group:accounts-team@acme.com"]
+    assert topics["payments.payments.orders"]["owners"] == [str(OWNER)]
 
 
 def test_catalog_json_is_stable():

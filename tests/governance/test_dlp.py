@@ -54,3 +54,18 @@ def test_no_dlp_without_real_google_cloud_or_for_pii_datasets():
         DlpInspection(held, "dlp2", owners=[OWNER], tables=[sink.table("accounts")])
     with pytest.raises(DatapipeError, match="at most 60 days"):
         DlpInspection(held, "dlp3", owners=[OWNER], every=timedelta(days=90))
+
+
+@pytest.mark.parametrize(
+    "findings_dataset, rule",
+    [("dlp-findings", "must be a BigQuery dataset id"), ("payments_raw", "dataset is already used in this stack")],
+)
+def test_a_bad_findings_dataset_is_refused_before_anything_is_added(findings_dataset, rule):
+    stack = make_stack()
+    make_sink(stack, make_source(stack, masked={"accounts": ["email", "phone"]}))
+    children, registered = len(stack.node.children), len(stack.registry.constructs)
+    with pytest.raises(DatapipeError, match=rule):
+        DlpInspection(stack, "dlp", owners=[OWNER], findings_dataset=findings_dataset)
+    assert stack.node.try_find_child("dlp") is None, "nothing half-done is left behind"
+    assert (len(stack.node.children), len(stack.registry.constructs)) == (children, registered)
+    assert DlpInspection(stack, "dlp", owners=[OWNER]).findings is not None  # the id is still free

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from datapipe_cdk import DatapipeError, MicroWarehouse, Principal, StreamingTopic
-from datapipe_cdk.governance import Governance, PiiDatasetRetention, Policy, Violation, opt_out
+from datapipe_cdk import (
+    AclOperation,
+    BigQuerySink,
+    DatapipeError,
+    KafkaAcl,
+    MicroWarehouse,
+    Permission,
+    Principal,
+    ResourceType,
+    StreamingTopic,
+)
+from datapipe_cdk.governance import Governance, PiiDatasetRetention, Policy, Violation, inventory, opt_out
+from datapipe_cdk.providers.google import ProjectIamMember
 from datapipe_cdk.stack import DataPipelineStack
 from datapipe_cdk.units import FOREVER
-from tests.governance.helpers import OWNER, make_sink, make_source, make_stack, messages, policies_failing, synth
+from tests.governance.helpers import (
+    ACCOUNTS,
+    ORDERS,
+    OWNER,
+    make_sink,
+    make_source,
+    make_stack,
+    messages,
+    policies_failing,
+    synth,
+)
 
 
 def _masked_pipeline() -> DataPipelineStack:
@@ -137,6 +159,27 @@ def test_a_grant_to_a_group_passes_the_public_policy():
     assert "no-public-principals" not in policies_failing(stack)
 
 
+def test_an_allow_acl_on_every_kafka_resource_is_refused_a_deny_is_not():
+    stack = _masked_pipeline()
+    ops = Principal.kafka_user("ops")
+    KafkaAcl(stack, "deny-all", principal=ops, resource_type=ResourceType.TOPIC, resource_name="*",
+             operation=AclOperation.WRITE, permission=Permission.DENY)  # fmt: skip
+    assert messages(stack) == []
+    KafkaAcl(stack, "read-all", principal=ops, resource_type=ResourceType.TOPIC, resource_name="*",
+             operation=AclOperation.READ, allow_public=True)  # fmt: skip
+    assert messages(stack) == ["test/read-all: Kafka ACL allows User:ops Read on every Topic ('*'); name the resource instead"]
+
+
+def test_a_project_role_granted_to_the_public_is_refused():
+    stack = _masked_pipeline()
+    ProjectIamMember(stack, "jobs", project="acme-data", role="roles/bigquery.jobUser", member="group:analysts@acme.com")
+    assert messages(stack) == []
+    ProjectIamMember(stack, "public-jobs", project="acme-data", role="roles/bigquery.jobUser", member="allUsers")
+    assert messages(stack) == [
+        "test/public-jobs: project role roles/bigquery.jobUser is granted to allUsers (public); grant a group or user instead"
+    ]
+
+
 # owner-required
 
 
@@ -163,6 +206,17 @@ def test_owners_come_from_the_topic_the_source_or_the_sink_dataset():
     orphan = make_stack()
     StreamingTopic(orphan, "events", name="events")
     assert messages(orphan) == ["test/events: topic events has no owner; pass owner=Principal.group(...) to test"]
+
+
+def test_a_captured_tables_own_owner_wins_over_its_sources():
+    stack = make_stack()
+    accounts = replace(ACCOUNTS, owner="group:accounts-team@acme.com")
+    source = make_source(stack, tables={"accounts": accounts, "orders": ORDERS}, masked={"accounts": ["email", "phone"]})
+    assert source.owner == OWNER
+    assert inventory.topic_owner(source.topic("accounts")) == "group:accounts-team@acme.com"
+    assert inventory.topic_owner(source.topic("orders")) == str(OWNER)
+    assert source.history_topic is not None and inventory.topic_owner(source.history_topic) == str(OWNER)
+    assert messages(stack) == []
 
 
 # opt-outs and custom policies
@@ -194,6 +248,21 @@ def test_an_opt_out_covers_only_its_construct_and_policy():
     make_sink(stack, source)
     opt_out(source.topic("accounts"), "pii-topic-retention", "Compliance keeps this topic per ticket SEC-9")
     assert policies_failing(stack) == {"pii-in-clean-dataset"}
+
+
+def test_an_opt_out_and_an_origin_do_not_reach_a_sibling_whose_path_starts_alike():
+    stack = make_stack()
+    source = make_source(stack)
+    raw = make_sink(stack, source)
+    BigQuerySink(stack, "raw2", source=source, dataset="payments_raw2", owners=[OWNER])
+    governance = Governance.of(stack)
+    governance.declare_origin("test/raw", "teams/raw.yaml:3")
+    opt_out(raw, "pii-in-clean-dataset", "Legal approved raw PII until the masking migration (LEGAL-142)")
+    opted_out = [v.path for v in governance.all_violations() if v.policy == "pii-in-clean-dataset"]
+    assert "test/raw/changelog-accounts" in opted_out
+    found = [v for v in governance.violations() if v.policy == "pii-in-clean-dataset"]
+    assert {v.path for v in found} == {"test/raw2/changelog-accounts"}
+    assert not any("requested in" in v.message for v in found)
 
 
 class NoConfidentialTopics(Policy):
