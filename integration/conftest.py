@@ -33,7 +33,7 @@ COMPOSE_FILE = Path(__file__).resolve().parent / "docker-compose.yml"
 BACKENDS = ("local", "compose")
 CONNECTORS_TIMEOUT_S = 120.0
 EXTRA_KAFKA_USERS = ("fraud-detector", "analyst")
-"""Principals the example grants topics to; the tests log in as them."""
+"""Principals the example grants topics to; the tests log in as them (compose formats only admin/connect)."""
 
 
 @dataclass
@@ -55,8 +55,10 @@ def _missing_local_prerequisite(cfg: StackConfig) -> str | None:
     """Why the local backend cannot run, with the command that fixes it; None when it can."""
     from datapipe_cdk import _toolchain
 
-    if shutil.which("java") is None:
-        return "no Java 17+ on PATH: run make stack-deps (installs openjdk-17 as root)"
+    try:
+        _process.jdk_tool("java")
+    except _process.ServiceError:
+        return "no Java 17+ in JAVA_HOME or on PATH: run make stack-deps (installs openjdk-17 as root)"
     if not kafka.libs_dir(cfg).is_dir() or not connect.plugins_dir(cfg).is_dir():
         return f"Kafka/Connect jars missing in {cfg.stack_cache}: run make stack-deps"
     try:
@@ -156,7 +158,7 @@ def _docker_engine_reason() -> str | None:
 
 def _compose_secrets(cfg: StackConfig) -> dict[str, str]:
     """Test-only passwords for the compose stack, kept in its run dir in the launcher's file formats."""
-    users = kafka.passwords(cfg, extra_users=["admin", "connect", "controller", *EXTRA_KAFKA_USERS])
+    users = kafka.passwords(cfg)  # kafka.USERS (EXTRA_KAFKA_USERS among them) and the controller
     db_file = cfg.run_dir / "secrets" / "databases.json"
     if not db_file.exists():
         cdc = secrets.token_urlsafe(18)
@@ -185,7 +187,8 @@ def _compose_extra_users(cfg: StackConfig) -> None:
 
     admin = AdminClient(flow.kafka_config(cfg, "admin"))
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-    upserts = [UserScramCredentialUpsertion(user, info, kafka.passwords(cfg)[user].encode()) for user in EXTRA_KAFKA_USERS]
+    passwords = kafka.passwords(cfg)
+    upserts = [UserScramCredentialUpsertion(user, info, passwords[user].encode()) for user in EXTRA_KAFKA_USERS]
     for future in admin.alter_user_scram_credentials(upserts).values():  # type: ignore[arg-type]
         future.result(timeout=30)
 

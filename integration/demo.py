@@ -8,7 +8,6 @@ views (with their latency), then the analyst notebooks run. The stack is left ru
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from integration import deploy, flow
+from integration.launcher import bigquery
 from integration.launcher.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def _await(client: object, pipe: flow.Pipe, what: str, since: float, check: obje
 
 
 def rows_flow(cfg: StackConfig) -> None:
-    client = flow.bigquery_client(cfg)
+    client = bigquery.client(cfg)
     tag = datetime.now(UTC).strftime("demo-%H%M%S")
     for pipe in flow.PIPES:
         step(f"{pipe.engine} payments.orders -> {pipe.topic} -> {pipe.changelog} -> view {pipe.view}")
@@ -119,8 +119,7 @@ def main(argv: Sequence[str]) -> int:
     rows_flow(cfg)
     code = 0
     if not args.no_notebooks:
-        cache = Path(os.environ.get("DATAPIPE_CACHE", Path.home() / ".cache" / "datapipe-cdk"))
-        code = run_notebooks(cache / "artifacts" / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ"))
+        code = run_notebooks(cfg.cache_dir / "artifacts" / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ"))
     step(f"done in {time.monotonic() - began:.0f} s; the stack is still running "
          f"(python -m integration.launcher status). Stop it with: make stack-down")
     return code

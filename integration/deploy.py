@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from datapipe_cdk import _toolchain
+from integration import flow
 from integration.launcher import _process, databases, kafka, tokens
 from integration.launcher.config import StackConfig
 
@@ -190,9 +191,7 @@ def _delete_group(cfg: StackConfig, group: str) -> bool:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap, "security.protocol": "SASL_PLAINTEXT",
-                         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
-                         "sasl.password": kafka.passwords(cfg)["admin"], "log_level": 4})
+    admin = AdminClient(flow.kafka_config(cfg, kafka.ADMIN))
     try:
         admin.delete_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
     except KafkaException as error:

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from integration.launcher import databases, kafka
+from integration.launcher import bigquery, databases, kafka
 from integration.launcher.config import StackConfig
 
 T = TypeVar("T")
 
 ORDER_COLUMNS = ("id", "account_id", "amount", "currency", "status", "created_at", "updated_at")
 """The columns of ``payments.orders`` compared between a source and its latest-state view."""
-
-PROJECT = "datapipe-local"
 
 
 @dataclass(frozen=True)
@@ -150,26 +148,15 @@ def normalize(row: Row) -> Row:
 # --- warehouse ----------------------------------------------------------------------------------
 
 
-def bigquery_client(cfg: StackConfig) -> Any:
-    """A google-cloud-bigquery client on the emulator (anonymous: the emulator takes any caller)."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-
-    endpoint = f"http://{cfg.host}:{cfg.bigquery_port}"
-    options = ClientOptions(api_endpoint=endpoint)
-    return bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options=options)
-
-
 def view_orders(client: Any, view: str) -> dict[int, Row]:
     """Every row of a latest-state orders view, normalized, keyed by id."""
-    rows = client.query_and_wait(f"SELECT {', '.join(ORDER_COLUMNS)} FROM `{PROJECT}.{view}`")
+    rows = client.query_and_wait(f"SELECT {', '.join(ORDER_COLUMNS)} FROM `{bigquery.PROJECT}.{view}`")
     return {int(row["id"]): normalize(dict(row.items())) for row in rows}
 
 
 def changelog_events(client: Any, changelog: str, order_id: int) -> list[Row]:
     """The changelog rows of one order, oldest first (by Kafka offset)."""
-    sql = (f"SELECT id, status, __op, __deleted, _kafka.offset AS kafka_offset FROM `{PROJECT}.{changelog}` "
+    sql = (f"SELECT id, status, __op, __deleted, _kafka.offset AS kafka_offset FROM `{bigquery.PROJECT}.{changelog}` "
            f"WHERE id = {int(order_id)} ORDER BY _kafka.offset")
     return [dict(row.items()) for row in client.query_and_wait(sql)]
 
@@ -194,7 +181,7 @@ def kafka_config(cfg: StackConfig, user: str, **extra: Any) -> dict[str, Any]:
     return {
         "bootstrap.servers": cfg.kafka_bootstrap,
         "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.mechanism": kafka.SCRAM,
         "sasl.username": user,
         "sasl.password": kafka.passwords(cfg)[user],
         "log_level": 4,  # warnings and errors; librdkafka logs client teardown at info

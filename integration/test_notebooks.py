@@ -10,7 +10,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,10 +18,13 @@ from urllib.parse import urlparse
 
 import pytest
 
+from datapipe_cdk import _toolchain
 from datapipe_cdk.runtime.credentials import CredentialsError, load_credentials
 from datapipe_cdk.runtime.manifest import Manifest, ManifestError, load_manifest
 from datapipe_cdk.runtime.quality import RECONCILIATION_CHECKS
 from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceDatabase
+from integration import deploy
+from integration.launcher import _process
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,9 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _reachable(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except (OSError, ValueError):
+        return _process.port_open(host, int(port), timeout=2)
+    except ValueError:
         return False
 
 
@@ -71,12 +72,11 @@ def _runner() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("stack", ["payments", "ledger"])
+@pytest.mark.parametrize("stack", deploy.STACKS)
 def test_notebooks_run_against_the_deployed_stack(deployed: object, stack: str) -> None:
     _deployed_stack_or_skip(stack)
     # Executed notebooks and figures are kept as the run's artifacts (the path is printed on failure).
-    cache = Path(os.environ.get("DATAPIPE_CACHE") or Path.home() / ".cache" / "datapipe-cdk")
-    tmp_path = cache / "artifacts" / f"test-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" / stack
+    tmp_path = _toolchain.cache_root() / "artifacts" / f"test-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" / stack
     status = _runner().main(["--stack", stack, "--markers", "20", "--rate", "2", "--artifacts", str(tmp_path)])
     for name in ("pipeline_latency", "data_quality"):
         assert (tmp_path / f"{name}.result.json").is_file(), f"{name} failed; see {tmp_path / name}.ipynb"

@@ -16,6 +16,7 @@ import requests
 
 from integration import deploy, flow
 from integration.conftest import DeployedStack
+from integration.launcher import bigquery
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +111,7 @@ def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe
     assert flow.envelope_ops(consumed.values, gone) == ["c", "d"], f"{pipe.topic}: events of order {gone}"
 
     # Changelog table: every event, deletes kept as rewritten rows.
-    client = flow.bigquery_client(cfg)
+    client = bigquery.client(cfg)
     flow.wait_for(lambda: len(flow.changelog_events(client, pipe.changelog, gone)) >= 2, WAREHOUSE_TIMEOUT_S,
                   f"the delete of order {gone} in {pipe.changelog}")
 

@@ -7,6 +7,7 @@ Each service runs in its own process group, logs to ``<run>/logs/<name>.log`` an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,17 @@ class ServiceError(RuntimeError):
 def say(message: str) -> None:
     """A progress line of the launcher (stdout, flushed at once)."""
     print(f"[stack] {message}", flush=True)
+
+
+def jdk_tool(name: str) -> str:
+    """A JDK executable (``java``, ``keytool``): ``$JAVA_HOME/bin/<name>`` when present, else on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / name).exists():
+        return str(Path(java_home) / "bin" / name)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(f"{name} not found (it ships with the JDK): install a JDK 17+ or set JAVA_HOME")
+    return found
 
 
 def run_dir() -> Path:
@@ -231,10 +243,10 @@ def wait_until(
         time.sleep(interval)
 
 
-def port_open(host: str, port: int) -> bool:
-    """True when a TCP connect to ``host:port`` succeeds."""
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a TCP connect to ``host:port`` succeeds within ``timeout`` seconds."""
     try:
-        with socket.create_connection((host, port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from integration.launcher._process import (
     ServiceError,
@@ -38,6 +39,9 @@ from integration.launcher._process import (
     wait_until,
 )
 from integration.launcher.config import StackConfig
+
+if TYPE_CHECKING:
+    from google.cloud.bigquery import Client
 
 PROJECT = "datapipe-local"
 """The project id the emulator serves by default (any other id is created on first use)."""
@@ -195,6 +199,16 @@ def terraform_endpoint(cfg: StackConfig) -> str:
     return f"{endpoint(cfg)}/bigquery/v2/"
 
 
+def client(cfg: StackConfig) -> Client:
+    """A google-cloud-bigquery client on the emulator (anonymous: the emulator takes any caller)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    options = ClientOptions(api_endpoint=endpoint(cfg))
+    return bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options=options)
+
+
 def healthy(cfg: StackConfig) -> bool:
     """The REST API answers a real call: listing the default project's datasets."""
     url = f"{terraform_endpoint(cfg)}projects/{PROJECT}/datasets"
@@ -235,19 +249,13 @@ def verify(cfg: StackConfig) -> list[str]:
 
     Uses ``datapipe_verify`` (dropped first); returns one line per step that passed.
     """
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    client = bigquery.Client(
-        project=PROJECT,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=endpoint(cfg)),
-    )
+    bq = client(cfg)
     done = []
     dataset = f"{PROJECT}.datapipe_verify"
-    client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
-    client.create_dataset(bigquery.Dataset(dataset))
+    bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    bq.create_dataset(bigquery.Dataset(dataset))
     done.append(f"created dataset {dataset}")
     table = bigquery.Table(
         f"{dataset}.orders",
@@ -257,9 +265,9 @@ def verify(cfg: StackConfig) -> list[str]:
             bigquery.SchemaField("status", "STRING"),
         ],
     )
-    client.create_table(table)
+    bq.create_table(table)
     done.append("created table orders")
-    errors = client.insert_rows_json(
+    errors = bq.insert_rows_json(
         f"{dataset}.orders",
         [{"id": 1, "amount": "12.50", "status": "paid"}, {"id": 2, "amount": "3.00", "status": "open"}],
         row_ids=["1", "2"],
@@ -267,18 +275,18 @@ def verify(cfg: StackConfig) -> list[str]:
     if errors:
         raise ServiceError(f"insertAll reported errors: {errors}")
     done.append("insertAll 2 rows")
-    bad = client.insert_rows_json(f"{dataset}.orders", [{"amount": "1.00"}])
+    bad = bq.insert_rows_json(f"{dataset}.orders", [{"amount": "1.00"}])
     if not bad:
         raise ServiceError("insertAll accepted a row without its REQUIRED field")
     done.append("insertAll rejected a row missing a REQUIRED field")
     view = bigquery.Table(f"{dataset}.paid")
     view.view_query = f"SELECT id, amount FROM `{dataset}.orders` WHERE status = 'paid'"
-    client.create_table(view)
-    rows = [dict(row) for row in client.query_and_wait(f"SELECT id, amount FROM `{dataset}.paid`")]
+    bq.create_table(view)
+    rows = [dict(row) for row in bq.query_and_wait(f"SELECT id, amount FROM `{dataset}.paid`")]
     if [row["id"] for row in rows] != [1]:
         raise ServiceError(f"view query returned {rows}")
     done.append(f"query through view returned {rows}")
-    client.delete_dataset(dataset, delete_contents=True)
+    bq.delete_dataset(dataset, delete_contents=True)
     return done
 
 
@@ -305,24 +313,16 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.bigquery install|up|verify|down|status``."""
+    """``python -m integration.launcher.bigquery install|verify`` (start/stop/status: ``python -m integration.launcher``)."""
     cfg = StackConfig()
-    command = argv[0] if argv else "status"
+    command = argv[0] if argv else ""
     if command == "install":
         install(cfg)
-    elif command == "up":
-        start(cfg)
-    elif command == "down":
-        if stop(cfg):
-            _say("emulator stopped")
     elif command == "verify":
         for line in verify(cfg):
             _say(f"verify: {line}")
-    elif command == "status":
-        for name, state in status(cfg).items():
-            print(f"{name}: {state}")
     else:
-        print("usage: python -m integration.launcher.bigquery install|up|verify|down|status", file=sys.stderr)
+        print("usage: python -m integration.launcher.bigquery install|verify", file=sys.stderr)
         return 2
     return 0
 

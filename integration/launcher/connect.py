@@ -125,7 +125,7 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
     config = data / "worker.properties"
     _process.write_private(config, _worker_properties(cfg))
     argv = [
-        kafka.java(),
+        _process.jdk_tool("java"),
         *HEAP_OPTS,
         "-XX:+UseG1GC",
         "-XX:+ExitOnOutOfMemoryError",

@@ -585,7 +585,7 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 def remove_data(cfg: StackConfig) -> None:
     """Delete both servers' data (they must be stopped); the next start re-initialises them."""
     if is_running("mariadb") or is_running("postgres"):
-        raise ServiceError("databases still running; run: python -m integration.launcher.databases down")
+        raise ServiceError("databases still running; run: python -m integration.launcher down --only databases")
     pointer = cfg.run_dir / "data" / "postgres" / "location"
     if pointer.exists():
         external = Path(pointer.read_text().strip())
@@ -597,22 +597,14 @@ def remove_data(cfg: StackConfig) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.databases install|up|down|status|clean``."""
-    cfg = StackConfig()
-    command = argv[0] if argv else "status"
+    """``python -m integration.launcher.databases install|clean`` (start/stop/status: ``python -m integration.launcher``)."""
+    command = argv[0] if argv else ""
     if command == "install":
         install()
-    elif command == "up":
-        start(cfg)
-    elif command == "down":
-        stop(cfg)
     elif command == "clean":
-        remove_data(cfg)
-    elif command == "status":
-        for name, state in status(cfg).items():
-            print(f"{name}: {state}")
+        remove_data(StackConfig())
     else:
-        print("usage: python -m integration.launcher.databases install|up|down|status|clean", file=sys.stderr)
+        print("usage: python -m integration.launcher.databases install|clean", file=sys.stderr)
         return 2
     return 0
 

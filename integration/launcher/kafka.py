@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import uuid
 from collections.abc import Sequence
@@ -40,15 +39,6 @@ def libs_dir(cfg: StackConfig) -> Path:
     return cfg.stack_cache / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
-def java() -> str:
-    """The java executable: ``$JAVA_HOME/bin/java`` when set, else ``java`` on PATH."""
-    home = os.environ.get("JAVA_HOME")
-    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not found:
-        raise _process.ServiceError("java not found: install a JDK 17+ or set JAVA_HOME")
-    return found
-
-
 def classpath(cfg: StackConfig) -> str:
     libs = libs_dir(cfg)
     if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
@@ -66,11 +56,11 @@ def users_file(cfg: StackConfig) -> Path:
     return secrets_dir(cfg) / "kafka-users.json"
 
 
-def passwords(cfg: StackConfig, extra_users: Sequence[str] = ()) -> dict[str, str]:
+def passwords(cfg: StackConfig) -> dict[str, str]:
     """SCRAM passwords per user (plus the controller's PLAIN password), generated once per run dir."""
     path = users_file(cfg)
     stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-    missing = [user for user in (*USERS, "controller", *extra_users) if user not in stored]
+    missing = [user for user in (*USERS, "controller") if user not in stored]
     if missing:
         stored |= {user: secrets.token_urlsafe(18) for user in missing}
         _process.write_private(path, json.dumps(stored, indent=2) + "\n")
@@ -168,7 +158,7 @@ def log4j_options(cfg: StackConfig, name: str, level: str = "INFO") -> list[str]
 
 def run_tool(cfg: StackConfig, main_class: str, args: Sequence[str], timeout: float = 60.0) -> str:
     """Run a Kafka CLI class (e.g. ``org.apache.kafka.tools.AclCommand``) and return its stdout."""
-    argv = [java(), "-Xmx256m", "-cp", classpath(cfg), main_class, *args]
+    argv = [_process.jdk_tool("java"), "-Xmx256m", "-cp", classpath(cfg), main_class, *args]
     env = {**os.environ, "LOG4J_CONFIGURATION_FILE": str(_tool_log4j())}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if done.returncode != 0:
@@ -221,7 +211,7 @@ def start(cfg: StackConfig, timeout: float = 90.0) -> int:
         _process.say(f"{NAME}: formatting KRaft storage with SCRAM users {', '.join(USERS)}")
     _format(cfg, config, log_dir)
     argv = [
-        java(),
+        _process.jdk_tool("java"),
         *HEAP_OPTS,
         "-XX:+UseG1GC",
         "-XX:+ExitOnOutOfMemoryError",

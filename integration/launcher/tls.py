@@ -24,7 +24,6 @@ import asyncio
 import datetime
 import ipaddress
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from integration.launcher._process import (
     ServiceError,
     ensure_port_free,
     is_running,
+    jdk_tool,
     port_open,
     read_pid,
     service_status,
@@ -150,16 +150,6 @@ def ensure_certificates(cfg: StackConfig) -> dict[str, Path]:
     return paths
 
 
-def _java_tool(name: str) -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / name).exists():
-        return str(Path(java_home) / "bin" / name)
-    found = shutil.which(name)
-    if found is None:
-        raise ServiceError(f"{name} not found (it ships with the JDK); install Java 17 or set JAVA_HOME")
-    return found
-
-
 def _jdk_cacerts(keytool: str) -> Path:
     home = Path(os.path.realpath(keytool)).parent.parent
     return home / "lib" / "security" / "cacerts"
@@ -171,7 +161,7 @@ def truststore_path(cfg: StackConfig) -> Path:
     store = gcp_dir(cfg) / "truststore.p12"
     if store.exists():
         return store
-    keytool = _java_tool("keytool")
+    keytool = jdk_tool("keytool")
     partial = store.with_suffix(".tmp")
     partial.unlink(missing_ok=True)
     cacerts = _jdk_cacerts(keytool)
@@ -368,23 +358,15 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.tls serve|up|down|status|jvm-options``."""
+    """``python -m integration.launcher.tls serve|jvm-options`` (start/stop/status: ``python -m integration.launcher``)."""
     cfg = StackConfig()
     command = argv[0] if argv else "jvm-options"
     if command == "serve":
         serve(cfg)
-    elif command == "up":
-        start(cfg)
-    elif command == "down":
-        if stop(cfg):
-            _say("stopped")
-    elif command == "status":
-        for name, state in status(cfg).items():
-            print(f"{name}: {state}")
     elif command == "jvm-options":
         print(" ".join(connect_jvm_options(cfg)))
     else:
-        print("usage: python -m integration.launcher.tls serve|up|down|status|jvm-options", file=sys.stderr)
+        print("usage: python -m integration.launcher.tls serve|jvm-options", file=sys.stderr)
         return 2
     return 0
 
