@@ -39,7 +39,7 @@ CASES = {
         app = App(outdir=tempfile.mkdtemp())
         stack = DataPipelineStack(
             app, "big", kafka=KafkaCluster(bootstrap_servers=["k:9092"], brokers=3),
-            connect=ConnectCluster(url="http://c:8083", principal=Principal.kafka_user("connect")),
+            connect=ConnectCluster(url="http://c:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"),
             gcp=GcpProject(project="acme-data"),
         )
         tables = {f"t{i:04d}": ["id"] for i in range(1000)}

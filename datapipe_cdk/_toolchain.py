@@ -1,9 +1,9 @@
 """The pinned offline Terraform toolchain: OpenTofu, a provider mirror and cdktf-cli.
 
-Built by ``tools/toolchain.sh`` (``make toolchain``) under
+Built by ``datapipe_cdk/local/assets/toolchain.sh`` (``make toolchain``) under
 ``${DATAPIPE_CACHE:-~/.cache/datapipe-cdk}/toolchain``. Standard library only, so
 the CLI can import it lazily at no cost. Versions must match
-``tools/toolchain/versions.env``; :func:`check` reports any drift.
+``datapipe_cdk/local/assets/versions.env``; :func:`check` reports any drift.
 """
 
 from __future__ import annotations

@@ -1,55 +1,53 @@
-"""Argument checks shared by every construct; each failure is a DatapipeError naming path, value, rule."""
+"""Argument checks shared by every construct; each failure is a DatapipeError naming path, value, rule.
+
+Terraform values (variables, references, functions) are unresolved tokens at synth time. A check of a
+value Terraform will decide is skipped for a token (CDK does the same); where the library itself needs
+the literal value (it decides resource names or which resources exist), :func:`literal` says so.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
-from constructs import Construct, IConstruct
+from constructs import Construct
 
+from ._core import child_ids_of, path_of
 from .errors import DatapipeError
 
 E = TypeVar("E", bound=Enum)
 
 _NON_WORD = re.compile(r"[^A-Za-z0-9_]")
 _CONSTRUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TOKEN = re.compile(r"\$\{(TfToken\[|Token\[)")
+_NUMBER_TOKEN_LIMIT = -1e280
+"""cdktf encodes a number token as a huge negative double (``Token.as_number``)."""
+
+__all__ = ["is_token", "literal", "path_of"]
 
 
-def path_of(construct: IConstruct) -> str:
-    """A construct's path, asked of jsii once and then remembered (synth speed: one round trip each)."""
-    cached: str | None = getattr(construct, "_datapipe_path", None)
-    if cached is None:
-        cached = str(construct.node.path)
-        construct._datapipe_path = cached  # type: ignore[attr-defined]
-    return cached
+def is_token(value: object) -> bool:
+    """True for a Terraform value unknown until plan (``TerraformVariable(...).string_value`` and the like)."""
+    if isinstance(value, str):
+        return _TOKEN.search(value) is not None
+    if isinstance(value, float):
+        return value < _NUMBER_TOKEN_LIMIT
+    return False
+
+
+def literal(path: str, name: str, value: object, why: str) -> None:
+    """Refuse a Terraform token where the library needs the value itself (``why`` says what it decides)."""
+    if is_token(value):
+        raise DatapipeError(path, f"{name} must be a literal value, not a Terraform token: {why}", value)
 
 
 def word(name: str) -> str:
     """``name`` with every character outside letters, digits and '_' turned into '_'
     (Terraform variable names, dataset ids and KCBQ table names derived from ids and topics)."""
     return _NON_WORD.sub("_", name)
-
-
-def adopt(scope: Construct, child: Construct, construct_id: str, *, owns_children: bool = False) -> None:
-    """Remember a new construct on the Python side, so synth-time code needs no jsii round trips:
-    its path, its id among its parent's children, and its place in the stack's registry.
-
-    ``owns_children`` marks a datapipe-cdk construct whose children are all created (and adopted)
-    by this library, so duplicate ids below it are found without asking jsii.
-    """
-    parent = path_of(scope)
-    child._datapipe_path = f"{parent}/{construct_id}" if parent else construct_id  # type: ignore[attr-defined]
-    known: set[str] | None = getattr(scope, "_datapipe_children", None)
-    if known is not None:
-        known.add(construct_id)
-    if owns_children:
-        child._datapipe_children = set()  # type: ignore[attr-defined]
-    registry = getattr(getattr(scope, "pipeline", None), "registry", None)
-    if registry is not None:
-        registry.constructs.append(child)
 
 
 def child_path(scope: object, construct_id: object, kind: str) -> str:
@@ -59,7 +57,7 @@ def child_path(scope: object, construct_id: object, kind: str) -> str:
     parent = path_of(scope)
     if not isinstance(construct_id, str) or not _CONSTRUCT_ID.match(construct_id):
         raise DatapipeError(f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id)
-    known: set[str] | None = getattr(scope, "_datapipe_children", None)
+    known = child_ids_of(scope)
     taken = construct_id in known if known is not None else scope.node.try_find_child(construct_id) is not None
     if taken:
         raise DatapipeError(f"{parent}/{construct_id}", "id is already used in this scope", construct_id)
@@ -76,9 +74,19 @@ def integer(path: str, name: str, value: object, *, minimum: int | None = None, 
     return value
 
 
+def port(path: str, name: str, value: object) -> int:
+    """A TCP port, or a Terraform number token (checked by Terraform)."""
+    if is_token(value):
+        return value  # type: ignore[return-value]
+    return integer(path, name, value, minimum=1, maximum=65535)
+
+
 def text(path: str, name: str, value: object, *, pattern: str | None = None, rule: str = "", max_length: int = 1024) -> str:
+    """A non-empty string matching ``pattern``; a Terraform string token passes (Terraform decides it)."""
     if not isinstance(value, str):
         raise DatapipeError(path, f"{name} must be a string", value)
+    if is_token(value):
+        return value
     if not value:
         raise DatapipeError(path, f"{name} must not be empty", value)
     if len(value) > max_length:
@@ -86,6 +94,12 @@ def text(path: str, name: str, value: object, *, pattern: str | None = None, rul
     if pattern is not None and not re.fullmatch(pattern, value):
         raise DatapipeError(path, f"{name} {rule or 'must match ' + pattern}", value)
     return value
+
+
+def name(path: str, what: str, value: object, *, pattern: str, rule: str, why: str, max_length: int = 1024) -> str:
+    """A literal name the library derives resources from (a token is refused with ``why``)."""
+    literal(path, what, value, why)
+    return text(path, what, value, pattern=pattern, rule=rule, max_length=max_length)
 
 
 def flag(path: str, name: str, value: object) -> bool:
@@ -102,15 +116,32 @@ def duration(path: str, name: str, value: object, *, minimum: timedelta = timede
     return value
 
 
+def future_moment(path: str, name: str, value: object, *, now: datetime | None = None) -> datetime:
+    """A timezone-aware ``datetime`` still in the future (an expiry in the past grants nothing but confusion)."""
+    if not isinstance(value, datetime):
+        raise DatapipeError(path, f"{name} must be a datetime.datetime", value)
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise DatapipeError(
+            path, f"{name} must be timezone-aware (e.g. datetime(2027, 3, 31, tzinfo=UTC)); a naive time is ambiguous", value
+        )
+    moment = now or datetime.now(UTC)
+    if value <= moment:
+        raise DatapipeError(path, f"{name} is already past ({moment:%Y-%m-%dT%H:%M:%SZ}): remove the grant instead", value)
+    return value
+
+
 def choice(path: str, name: str, value: object, enum: type[E]) -> E:
-    """An enum member, or the string value of one (``"mysql"`` for ``Engine.MYSQL``)."""
+    """An enum member, or the string value (or member name) of one, case-insensitively:
+    ``"mysql"``, ``"MYSQL"`` and ``Engine.MYSQL`` are the same. Anything else is refused."""
     if isinstance(value, enum):
         return value
-    for member in enum:
-        if value == member.value:
-            return member
+    if isinstance(value, str):
+        wanted = value.strip().casefold()
+        for member in enum:
+            if wanted in (str(member.value).casefold(), member.name.casefold()):
+                return member
     allowed = ", ".join(repr(m.value) for m in enum)
-    raise DatapipeError(path, f"{name} must be one of {allowed}", value)
+    raise DatapipeError(path, f"{name} must be one of {allowed} (or the {enum.__name__} member)", value)
 
 
 def instance(path: str, name: str, value: object, kind: type[Any]) -> Any:

@@ -9,6 +9,7 @@ from enum import Enum
 from constructs import Construct
 
 from . import _validate as check
+from ._core import PipelineConstruct, pipeline_of
 from .errors import DatapipeError
 from .principal import Principal
 from .providers.kafka import Acl
@@ -49,8 +50,25 @@ _RESOURCE_NAME = r"[A-Za-z0-9._-]{1,249}|\*"
 _HOST = r"\*|[0-9.]{7,15}|[0-9A-Fa-f:]{2,39}"
 
 
-class KafkaAcl(Construct):
-    """One ACL: ``principal`` may (or may not) do ``operation`` on a topic, group, cluster or txn id."""
+class KafkaAcl(PipelineConstruct):
+    """One Kafka ACL (a ``kafka_acl`` resource): ``principal`` may (or may not) do ``operation`` on a
+    topic, group, cluster or transactional id.
+
+    Prefer the intent methods (``topic.grant_read``, ``topic.grant_write``): they write the minimal set.
+
+    Args:
+        scope: the stack or a construct under it.
+        acl_id: the construct id.
+        principal: a Kafka user (``Principal.kafka_user``).
+        resource_type: ``ResourceType`` (or its value: ``"Topic"``, ``"Group"``, ``"Cluster"``, ``"TransactionalID"``).
+        resource_name: the topic, group or transactional id, a prefix (with ``pattern=PREFIXED``), or
+            ``kafka-cluster`` for the cluster. ``'*'`` (everything) needs ``allow_public=True``.
+        operation: ``AclOperation`` (``Read``, ``Write``, ``Describe`` ...).
+        pattern: ``PatternType.LITERAL`` (default) or ``PREFIXED``.
+        permission: ``Permission.ALLOW`` (default) or ``DENY``.
+        host: ``'*'`` or the one IP address the grant is limited to.
+        allow_public: accept an Allow ACL on every resource (``'*'``).
+    """
 
     def __init__(
         self,
@@ -67,6 +85,7 @@ class KafkaAcl(Construct):
         allow_public: bool = False,
     ) -> None:
         path = check.child_path(scope, acl_id, "KafkaAcl")
+        stack = pipeline_of(scope, path)
         principal = check.instance(path, "principal", principal, Principal)
         if not principal.is_kafka:
             raise DatapipeError(path, "principal must be a Kafka user (Principal.kafka_user)", str(principal))
@@ -80,9 +99,7 @@ class KafkaAcl(Construct):
             raise DatapipeError(path, "a Cluster ACL's resource_name must be 'kafka-cluster'", resource_name)
         if resource_name == "*" and permission is Permission.ALLOW and not check.flag(path, "allow_public", allow_public):
             raise DatapipeError(path, "an Allow ACL on every resource ('*') needs allow_public=True", resource_name)
-        super().__init__(scope, acl_id)
-        check.adopt(scope, self, acl_id, owns_children=True)
-        self.pipeline = getattr(scope, "pipeline", None)
+        super().__init__(scope, acl_id, pipeline=stack, path=path)
         self.principal = principal
         self.resource_type = resource_type
         self.resource_name = resource_name
@@ -120,9 +137,7 @@ class KafkaAcl(Construct):
         pattern: PatternType = PatternType.LITERAL,
     ) -> KafkaAcl:
         """The stack's Allow ACL with these fields, created once however many grants ask for it."""
-        from .stack import DataPipelineStack
-
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope)
         key = _key(principal, resource_type, resource_name, operation, pattern, Permission.ALLOW, "*")
         existing = stack.registry.acls.get(key)
         if existing is not None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._validate import path_of
+from ._core import path_of
 from .dataset import Dataset
 from .governance import inventory
 from .governance.classification import ClassifiedColumn, changelog_columns, highest, info_types, view_columns

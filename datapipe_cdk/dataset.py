@@ -11,6 +11,7 @@ from typing import Any
 from constructs import Construct
 
 from . import _validate as check
+from ._core import PipelineConstruct, pipeline_of
 from .errors import DatapipeError
 from .principal import Principal, PrincipalKind
 from .providers.google import BigqueryDataset, BigqueryDatasetAccess
@@ -22,11 +23,12 @@ _LABEL_VALUE = r"[a-z0-9_-]{0,63}"
 ROLES = ("READER", "WRITER", "OWNER")
 
 
-class Dataset(Construct):
+class Dataset(PipelineConstruct):
     """A dataset whose every grant is a ``google_bigquery_dataset_access`` entry.
 
     One mechanism for people, service accounts and authorized views: dataset IAM members and
-    access blocks would overwrite each other (and drop authorized views).
+    access blocks would overwrite each other (and drop authorized views). Every entry's construct id
+    says what it grants (role, member, expiry), so adding or reordering grants never renames another.
     """
 
     def __init__(
@@ -44,14 +46,10 @@ class Dataset(Construct):
         writers: Sequence[Principal] = (),
         deletion_protection: bool = True,
     ) -> None:
-        from .stack import DataPipelineStack
-
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope)
         path = f"{check.path_of(scope)}/{construct_id}"
-        stack.claim("dataset", dataset_id, path)
-        super().__init__(scope, construct_id)
-        check.adopt(scope, self, construct_id, owns_children=True)
-        self.pipeline = stack
+        stack.registry.claim("dataset", dataset_id, path)
+        super().__init__(scope, construct_id, pipeline=stack, path=path)
         self.dataset_id = dataset_id
         self.description = description
         self.holds_pii = holds_pii
@@ -71,7 +69,10 @@ class Dataset(Construct):
             default_partition_expiration_ms=self.partition_expiration_ms,
             delete_contents_on_destroy=not deletion_protection,
         )
-        self._grants = 0
+        self.grants: dict[str, BigqueryDatasetAccess] = {}
+        self.legacy_children = 1
+        """How many children versions before 2026-12 had created here (their ids counted them)."""
+        self._legacy_grants = 0
         for role, principals in (("OWNER", owners), ("WRITER", writers), ("READER", readers)):
             for principal in principals:
                 self.grant_role(role, principal)
@@ -140,10 +141,12 @@ class Dataset(Construct):
         until: datetime | None = None,
         allow_public: bool = False,
     ) -> BigqueryDatasetAccess:
-        """One access entry: ``role`` (READER/WRITER/OWNER) for ``principal``, optionally until a time."""
+        """One access entry: ``role`` (READER/WRITER/OWNER, any case) for ``principal``, optionally until a time.
+
+        The same role, member and expiry asked twice is one entry.
+        """
         path = check.path_of(self)
-        if role not in ROLES:
-            raise DatapipeError(path, f"role must be one of {ROLES}", role)
+        role = check_role(path, role)
         principal = check.instance(path, "principal", principal, Principal)
         if principal.is_kafka:
             raise DatapipeError(path, "dataset access needs a Google identity, not a Kafka user", str(principal))
@@ -151,37 +154,61 @@ class Dataset(Construct):
             raise DatapipeError(path, "public principals need allow_public=True", str(principal))
         condition = None
         if until is not None:
-            check.instance(path, "until", until, datetime)
-            stamp = to_rfc3339(until)
-            condition = {
-                "title": f"expires_{stamp[:10].replace('-', '_')}",
-                "description": f"Temporary access, expires at {stamp}",
-                "expression": f'request.time < timestamp("{stamp}")',
-            }
-        self._grants += 1
-        return BigqueryDatasetAccess(
+            check.future_moment(path, "until", until)
+            condition = expiry_condition(until)
+        self._legacy_grants += 1
+        self.legacy_children += 1
+        grant_id = f"grant-{role.lower()}-{principal.kind.value}-{principal.name or 'all'}" + (
+            f"-until-{to_rfc3339(until).replace(':', '').replace('-', '')}" if until is not None else ""
+        )
+        existing = self.grants.get(grant_id)
+        if existing is not None:
+            return existing
+        entry = BigqueryDatasetAccess(
             self,
-            f"access-{self._grants}",
+            grant_id,
             dataset_id=self.dataset_id_ref,
             role=role,
             condition=condition,
             **_member_fields(principal),
         )
+        table = self.pipeline.resource_table
+        table.add_moved(table.previous_logical_id(self, f"access-{self._legacy_grants}"), entry)
+        self.grants[grant_id] = entry
+        return entry
 
     def grant_service_account(self, role: str, email: str, grant_id: str) -> BigqueryDatasetAccess:
         """Access for a service account known only as a Terraform reference (created in this stack)."""
-        if role not in ROLES:
-            raise DatapipeError(check.path_of(self), f"role must be one of {ROLES}", role)
+        role = check_role(check.path_of(self), role)
+        self.legacy_children += 1
         return BigqueryDatasetAccess(self, grant_id, dataset_id=self.dataset_id_ref, role=role, user_by_email=email)
 
     def authorize_view(self, view_id: str, project: str, dataset_ref: str, table_ref: str) -> BigqueryDatasetAccess:
         """Let a view in another dataset read this one (an authorized view)."""
+        self.legacy_children += 1
         return BigqueryDatasetAccess(
             self,
             f"authorize-{view_id}",
             dataset_id=self.dataset_id_ref,
             view={"project_id": project, "dataset_id": dataset_ref, "table_id": table_ref},
         )
+
+
+def check_role(path: str, role: object) -> str:
+    """``READER``, ``WRITER`` or ``OWNER``; any case accepted, anything else refused."""
+    if isinstance(role, str) and role.strip().upper() in ROLES:
+        return role.strip().upper()
+    raise DatapipeError(path, f"role must be one of {', '.join(ROLES)} (any case)", role)
+
+
+def expiry_condition(until: datetime) -> dict[str, str]:
+    """An IAM condition that ends access at ``until`` (``request.time < timestamp(...)``)."""
+    stamp = to_rfc3339(until)
+    return {
+        "title": f"expires_{stamp[:10].replace('-', '_')}",
+        "description": f"Temporary access, expires at {stamp}",
+        "expression": f'request.time < timestamp("{stamp}")',
+    }
 
 
 def _member_fields(principal: Principal) -> dict[str, Any]:

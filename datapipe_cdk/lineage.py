@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._validate import path_of
+from ._core import path_of
 from .governance import inventory
 from .governance.classification import (
     ClassifiedColumn,

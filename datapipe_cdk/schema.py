@@ -13,7 +13,7 @@ IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 
 
 class ColumnType(Enum):
-    """BigQuery column types a changelog table can declare."""
+    """What a source column holds, in BigQuery's terms (strings accepted in any case: ``"int64"``)."""
 
     STRING = "STRING"
     INT64 = "INT64"
@@ -23,6 +23,11 @@ class ColumnType(Enum):
     BYTES = "BYTES"
     DATE = "DATE"
     TIMESTAMP = "TIMESTAMP"
+
+    @property
+    def is_text(self) -> bool:
+        """Debezium masks and hashes only text columns."""
+        return self is ColumnType.STRING
 
 
 class Classification(Enum):
@@ -57,7 +62,17 @@ class Treatment(Enum):
 
 @dataclass(frozen=True)
 class Column:
-    """A source column. Classify PII columns: policies follow them to every topic, table and view."""
+    """A source column. Classify PII columns: policies follow them to every topic, table and view.
+
+    Args:
+        name: the column's name in the source table.
+        type: a ``ColumnType`` (or its name, any case: ``"int64"``).
+        classification: a ``Classification`` (or its name); ``PII`` columns are followed by the policies.
+        info_type: for PII, the DLP ``InfoType`` it holds (or its name).
+        description: documentation carried to the changelog table, the catalog and lineage.
+
+    Strings given for the enums are converted on creation; an unknown one is refused, never kept as text.
+    """
 
     name: str
     type: ColumnType = ColumnType.STRING
@@ -65,17 +80,22 @@ class Column:
     info_type: InfoType | None = None
     description: str | None = None
 
+    def __post_init__(self) -> None:
+        where = f"Column({self.name!r})"
+        object.__setattr__(self, "type", check.choice(where, "type", self.type, ColumnType))
+        if self.classification is not None:
+            object.__setattr__(
+                self, "classification", check.choice(where, "classification", self.classification, Classification)
+            )
+        if self.info_type is not None:
+            object.__setattr__(self, "info_type", check.choice(where, "info_type", self.info_type, InfoType))
+
     def checked(self, path: str) -> Column:
         check.text(path, "column name", self.name, pattern=IDENTIFIER, rule="must be a SQL identifier")
-        check.choice(path, f"column {self.name!r} type", self.type, ColumnType)
-        if self.classification is not None:
-            check.choice(path, f"column {self.name!r} classification", self.classification, Classification)
-        if self.info_type is not None:
-            check.choice(path, f"column {self.name!r} info_type", self.info_type, InfoType)
-            if self.classification is not Classification.PII:
-                raise DatapipeError(
-                    path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification
-                )
+        if self.info_type is not None and self.classification is not Classification.PII:
+            raise DatapipeError(
+                path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification
+            )
         if self.description is not None and not isinstance(self.description, str):
             raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
         return self
@@ -87,7 +107,17 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A captured table: its primary key (needed for latest-state views) and, optionally, its columns."""
+    """A captured table: its primary key and its columns.
+
+    Args:
+        primary_key: the key columns, in order (``["id"]``, ``["tenant_id", "order_id"]``); the
+            latest-state views keep the newest row per key.
+        columns: every column to capture, as ``Column``s with type and classification. Columns not
+            declared here never leave the database; a table without columns fails the
+            ``columns-declared`` policy unless opted out with a reason.
+        description: documentation for the catalog.
+        owner: who to ask about this table (wins over the source's owner), e.g. ``"group:orders@acme.com"``.
+    """
 
     primary_key: Sequence[str]
     columns: Sequence[Column] = ()

@@ -12,15 +12,18 @@ from typing import Any
 from constructs import Construct
 
 from . import _validate as check
-from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
+from ._core import PipelineConstruct, pipeline_of
+from .acl import AclOperation, KafkaAcl, ResourceType
 from .dataset import Dataset
 from .errors import DatapipeError
+from .manifest import Manifest, Sink, SinkTable, WorkerSecret
 from .principal import Principal
-from .providers.google import BigqueryTable, ProjectIamMember, ServiceAccount, ServiceAccountKey
+from .providers.google import BigqueryTable, ProjectIamMember, ServiceAccount
 from .providers.kafka_connect import Connector
 from .schema import CapturedTable, Column, ColumnType
 from .source import CdcSource, Engine
 from .topic import StreamingTopic
+from .worker_secrets import SecretFile
 
 KCBQ_CONNECTOR = "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
 KAFKA_FIELD = "_kafka"
@@ -80,12 +83,29 @@ class ChangelogTable:
         return [f"__{name}" for name in self.engine.position_fields] + [f"{KAFKA_FIELD}.offset"]
 
 
-class BigQuerySink(Construct):
-    """A KCBQ sink connector writing one changelog table per captured table into its own dataset.
+class BigQuerySink(PipelineConstruct):
+    """A KCBQ sink connector writing one append-only changelog table per captured table into its own dataset.
 
-    The connector identity is a service account with WRITER on this dataset only and job-user on
-    the project; its key goes to ``config_sensitive``. Without IAM management (an emulator), the key
-    comes from the sensitive variable ``<id>_gcp_keyfile``.
+    The connector's Google identity is a service account with WRITER on this dataset only and job-user
+    on the project (with ``GcpProject(manage_iam=True)``). Its key never passes through Terraform: the
+    workers read it from ``<secrets_dir>/<id>-gcp-key.json`` (create it with
+    ``gcloud iam service-accounts keys create``; the manifest and ``datapipe worker-secrets`` list it).
+
+    Args:
+        scope: the stack, or one of your constructs under it.
+        sink_id: the construct id; also the connector's name.
+        source: the ``CdcSource`` whose tables it writes.
+        dataset: the raw dataset's id (letters, digits, '_'), created by this sink.
+        tables: which of the source's tables to write (default: all).
+        description: the dataset's description.
+        labels: dataset labels (lowercase keys and values).
+        holds_pii: declare that the dataset may hold unmasked PII (then it needs a bounded ``retention``).
+        retention: partition expiration of the changelog tables, a ``timedelta``.
+        owners: the dataset's owners (policy ``owner-required``), Google identities.
+        readers: who may read the raw changelogs.
+        deletion_protection: refuse ``terraform destroy`` of the tables (default on).
+
+    ``sink.table("orders")`` is a ``ChangelogTable`` to expose in a ``MicroWarehouse``.
     """
 
     def __init__(
@@ -104,22 +124,18 @@ class BigQuerySink(Construct):
         readers: Sequence[Principal] = (),
         deletion_protection: bool = True,
     ) -> None:
-        from .stack import DataPipelineStack
-
         path = check.child_path(scope, sink_id, "BigQuerySink")
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope, path)
         source = check.instance(path, "source", source, CdcSource)
         chosen = [source.captured[name] for name in self._chosen(path, source, tables)]
         check.flag(path, "deletion_protection", deletion_protection)
-        connector_name = sink_id
-        stack.claim("connector", connector_name, path)
+        deletion_protection = deletion_protection and stack.target != "local"  # the local stack is disposable
+        stack.registry.claim("connector", sink_id, path)
         Dataset.check_arguments(path, stack, dataset, description, labels, holds_pii, retention, owners, readers)
 
-        super().__init__(scope, sink_id)
-        check.adopt(scope, self, sink_id, owns_children=True)
-        self.pipeline = stack
+        super().__init__(scope, sink_id, pipeline=stack, path=path)
         self.source = source
-        self.connector_name = connector_name
+        self.connector_name = sink_id
         self.dataset = Dataset(
             self,
             "dataset",
@@ -140,7 +156,7 @@ class BigQuerySink(Construct):
                 f"changelog-{captured.name}",
                 dataset_id=self.dataset.dataset_id_ref,
                 table_id=table_id,
-                description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {connector_name}",
+                description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {sink_id}",
                 schema=self._schema(captured, source.engine),
                 time_partitioning={"type": "DAY", "expiration_ms": self.dataset.partition_expiration_ms}
                 if self.dataset.partition_expiration_ms
@@ -153,19 +169,22 @@ class BigQuerySink(Construct):
         self.dead_letter_topic = StreamingTopic(
             self, "dead-letter", name=f"dlq.{sink_id}", partitions=1, retention=timedelta(days=14)
         )
-        acls = self._grant_connect(source, chosen)
-        credentials = self._credentials(stack, sink_id)
+        self.key_file = SecretFile(
+            stack.connect.secrets_dir, f"{sink_id}-gcp-key.json", sink_id, f"Google service account key JSON of {path}"
+        )
+        acls = self._grant_connect(chosen)
+        self.service_account: ServiceAccount | None = None
+        identity = self._define_identity(stack) if stack.gcp.manage_iam else []
         self.connector = Connector(
             self,
             "connector",
-            name=connector_name,
+            name=sink_id,
             config=self._connector_config(stack.gcp.project, chosen),
-            config_sensitive={"keyfile": credentials},
             depends_on=[source.topic(t.name).resource for t in chosen]
             + [t.resource for t in self._tables.values()]
             + [self.dead_letter_topic.resource]
             + [a.resource for a in acls]
-            + self._identity_resources,
+            + identity,
         )
         stack.registry.manifest_parts.append(self._describe)
 
@@ -218,42 +237,42 @@ class BigQuerySink(Construct):
         )
         return json.dumps(fields, separators=(",", ":"))
 
-    def _grant_connect(self, source: CdcSource, chosen: list[CapturedTable]) -> list[KafkaAcl]:
+    def _grant_connect(self, chosen: list[CapturedTable]) -> list[KafkaAcl]:
+        """Read+Describe on exactly the topics it consumes; Read, Describe and Delete on its own consumer group
+        (Describe and Delete let Connect's offsets API reset it before a redeploy); Write+Describe on its
+        dead-letter topic."""
         worker = self.pipeline.connect.principal
         acls = [
-            KafkaAcl.ensure(self, worker, ResourceType.TOPIC, f"{source.topic_prefix}.", op, pattern=PatternType.PREFIXED)
+            KafkaAcl.ensure(self, worker, ResourceType.TOPIC, self.source.topic(t.name).name, op)
+            for t in chosen
             for op in (AclOperation.READ, AclOperation.DESCRIBE)
         ]
-        acls.append(KafkaAcl.ensure(self, worker, ResourceType.GROUP, f"connect-{self.connector_name}", AclOperation.READ))
+        group = f"connect-{self.connector_name}"
+        for op in (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE):
+            acls.append(KafkaAcl.ensure(self, worker, ResourceType.GROUP, group, op))
         for op in (AclOperation.WRITE, AclOperation.DESCRIBE):
             acls.append(KafkaAcl.ensure(self, worker, ResourceType.TOPIC, self.dead_letter_topic.name, op))
         return acls
 
-    def _credentials(self, stack: Any, sink_id: str) -> str:
-        """The key JSON KCBQ logs in with: a service account key, or a sensitive variable for emulators."""
-        self._identity_resources: list[Any] = []
-        self.service_account: ServiceAccount | None = None
-        if not stack.gcp.manage_iam:
-            variable = stack.sensitive_variable(
-                f"{check.word(sink_id)}_gcp_keyfile", f"Service account key JSON for {check.path_of(self)}"
-            )
-            return str(variable.string_value)
-        account_id = _account_id(sink_id)
+    def _define_identity(self, stack: Any) -> list[Any]:
+        """The connector's service account: WRITER on this dataset, job-user on the project; no key in Terraform."""
         account = ServiceAccount(
             self,
             "service-account",
-            account_id=account_id,
-            display_name=f"KCBQ sink {check.path_of(self)}",
+            account_id=_account_id(self.connector_name),
+            display_name=f"KCBQ sink {self.construct_path}",
             description="Writes change events into one raw dataset (datapipe-cdk)",
         )
-        email = account.get_string_attribute("email")
-        member = account.get_string_attribute("member")
         self.service_account = account
-        writer = self.dataset.grant_service_account("WRITER", email, "sink-writer")
-        job_user = ProjectIamMember(self, "job-user", project=stack.gcp.project, role="roles/bigquery.jobUser", member=member)
-        key = ServiceAccountKey(self, "key", service_account_id=account.get_string_attribute("name"))
-        self._identity_resources = [writer, job_user, key]
-        return f"${{base64decode({key.fqn}.private_key)}}"
+        writer = self.dataset.grant_service_account("WRITER", account.get_string_attribute("email"), "sink-writer")
+        job_user = ProjectIamMember(
+            self,
+            "job-user",
+            project=stack.gcp.project,
+            role="roles/bigquery.jobUser",
+            member=account.get_string_attribute("member"),
+        )
+        return [writer, job_user]
 
     def _connector_config(self, project: str, chosen: list[CapturedTable]) -> dict[str, str]:
         topics = [self.source.topic(t.name) for t in chosen]
@@ -265,7 +284,8 @@ class BigQuerySink(Construct):
             "topics": ",".join(t.name_ref for t in topics),
             "project": project,
             "defaultDataset": self.dataset.dataset_id_ref,
-            "keySource": "JSON",
+            "keySource": "FILE",
+            "keyfile": self.key_file.path,
             # Table = sanitized topic name: the same in every KCBQ line (WePay 2.0 has no topic2TableMap).
             "sanitizeTopics": "true",
             "autoCreateTables": "false",
@@ -290,28 +310,29 @@ class BigQuerySink(Construct):
             "errors.deadletterqueue.context.headers.enable": "true",
         }
 
-    def _describe(self, manifest: dict[str, Any]) -> None:
-        manifest["sinks"].append(
-            {
-                "name": self.node.id,
-                "path": check.path_of(self),
-                "connector": self.connector_name,
-                "source": self.source.node.id,
-                "dataset": self.dataset.dataset_id,
-                "holds_pii": self.dataset.holds_pii,
-                "dead_letter_topic": self.dead_letter_topic.name,
-                "tables": [
-                    {
-                        "source_table": t.captured.name,
-                        "topic": t.captured.topic_name,
-                        "table": t.table_id,
-                        "primary_key": list(t.primary_key),
-                        "order_by": t.order_columns,
-                    }
+    def _describe(self, manifest: Manifest) -> None:
+        manifest.sinks.append(
+            Sink(
+                name=self.node.id,
+                path=self.construct_path,
+                connector=self.connector_name,
+                source=self.source.node.id,
+                dataset=self.dataset.dataset_id,
+                holds_pii=self.dataset.holds_pii,
+                dead_letter_topic=self.dead_letter_topic.name,
+                tables=tuple(
+                    SinkTable(
+                        source_table=t.captured.name,
+                        topic=t.captured.topic_name,
+                        table=t.table_id,
+                        primary_key=tuple(t.primary_key),
+                        order_by=tuple(t.order_columns),
+                    )
                     for t in self.tables
-                ],
-            }
+                ),
+            )
         )
+        manifest.worker_secrets.append(WorkerSecret(self.key_file.path, (), self.connector_name, self.key_file.what))
 
 
 def _account_id(sink_id: str) -> str:

@@ -2,108 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import jsii
-from cdktf import IAnyProducer, IResolveContext, Lazy, TerraformOutput, TerraformStack, TerraformVariable
+from cdktf import IAnyProducer, IResolveContext, Lazy, TerraformOutput
 from constructs import Construct
 
 from . import _validate as check
+from ._core import PipelineStack, Registry, pipeline_of
+from .acl import AclOperation, KafkaAcl, ResourceType
 from .errors import DatapipeError
+from .governance.state import Governance
+from .manifest import Manifest, Variable
 from .principal import Principal
 from .providers._base import ResourceTable
 from .providers.google import GoogleProvider
 from .providers.kafka import KafkaProvider
 from .providers.kafka_connect import KafkaConnectProvider
+from .settings import ConnectCluster, GcpProject, KafkaCluster, SaslMechanism
+from .target import apply_target
 
-if TYPE_CHECKING:
-    from .acl import KafkaAcl
+__all__ = ["ConnectCluster", "DataPipelineStack", "GcpProject", "KafkaCluster", "SaslMechanism"]
 
 _HOST_PORT = r"[A-Za-z0-9._-]+:[0-9]{1,5}"
 _GCP_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
-_LOCATION = r"[A-Za-z0-9-]{2,32}"
-
-
-class SaslMechanism(Enum):
-    PLAIN = "plain"
-    SCRAM_SHA_256 = "scram-sha256"
-    SCRAM_SHA_512 = "scram-sha512"
-
-    @property
-    def java_name(self) -> str:
-        """The name Kafka clients use (``SCRAM-SHA-512``)."""
-        return {"plain": "PLAIN", "scram-sha256": "SCRAM-SHA-256", "scram-sha512": "SCRAM-SHA-512"}[self.value]
-
-    @property
-    def login_module(self) -> str:
-        """The JAAS login module Kafka clients use for this mechanism."""
-        kind = "plain.PlainLoginModule" if self is SaslMechanism.PLAIN else "scram.ScramLoginModule"
-        return f"org.apache.kafka.common.security.{kind}"
-
-
-@dataclass(frozen=True)
-class KafkaCluster:
-    """Where Terraform reaches Kafka. The SASL password is a sensitive variable, never a value here."""
-
-    bootstrap_servers: Sequence[str]
-    brokers: int | None = None
-    """How many brokers the cluster has (caps replication factors); None when unknown."""
-    tls: bool = True
-    sasl_username: str | None = None
-    sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
-    default_replication_factor: int | None = None
-    """Replication factor for topics that do not set one; default ``min(3, brokers)``."""
-
-    @property
-    def security_protocol(self) -> str:
-        """Kafka clients' ``security.protocol``: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
-        return ("SASL_" if self.sasl_username else "") + ("SSL" if self.tls else "PLAINTEXT")
-
-
-@dataclass(frozen=True)
-class ConnectCluster:
-    """The Kafka Connect worker group that runs our connectors, and the Kafka principal it uses."""
-
-    url: str
-    principal: Principal
-    group_id: str = "connect-cluster"
-    internal_topics: Sequence[str] = ("connect-configs", "connect-offsets", "connect-status")
-    manage_acls: bool = True
-    """Emit the worker's own ACLs (internal topics, worker group)."""
-    basic_auth_username: str | None = None
-
-
-@dataclass(frozen=True)
-class GcpProject:
-    """The Google Cloud project that holds the datasets.
-
-    ``bigquery_endpoint`` points the provider (and the runtime helpers) at another BigQuery API, such
-    as a local emulator; ``manage_iam=False`` leaves out the resources only real Google Cloud can
-    serve (service accounts, project IAM, DLP): sinks then read their key from a sensitive variable.
-    """
-
-    project: str
-    location: str = "US"
-    bigquery_endpoint: str | None = None
-    manage_iam: bool = True
-
-
-@dataclass
-class _Registry:
-    """What the stack holds, for duplicate checks, grants and the manifest."""
-
-    topics: dict[str, str] = field(default_factory=dict)
-    topic_collision_keys: dict[str, str] = field(default_factory=dict)
-    """Topic names with '.' read as '_' (how Kafka metric names see them), to the topic claiming each."""
-    connectors: dict[str, str] = field(default_factory=dict)
-    datasets: dict[str, str] = field(default_factory=dict)
-    acls: dict[tuple[str, ...], KafkaAcl] = field(default_factory=dict)
-    manifest_parts: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
-    constructs: list[Construct] = field(default_factory=list)
-    """Every construct datapipe-cdk created in the stack, in creation order (no jsii walk needed)."""
+BIGQUERY_LOCATIONS = frozenset(
+    {
+        "US", "EU",
+        "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+        "northamerica-northeast1", "northamerica-northeast2", "northamerica-south1",
+        "southamerica-east1", "southamerica-west1",
+        "europe-central2", "europe-north1", "europe-north2", "europe-southwest1", "europe-west1", "europe-west2",
+        "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10",
+        "europe-west12",
+        "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3", "asia-south1",
+        "asia-south2", "asia-southeast1", "asia-southeast2",
+        "australia-southeast1", "australia-southeast2",
+        "me-central1", "me-central2", "me-west1", "africa-south1",
+    }
+)  # fmt: skip
+"""BigQuery's dataset locations (multi-regions and regions), as Google documents them."""
 
 
 @jsii.implements(IAnyProducer)
@@ -112,14 +50,25 @@ class _ManifestProducer:
         self._stack = stack
 
     def produce(self, context: IResolveContext) -> Any:
-        return self._stack.manifest()
+        return self._stack.manifest().to_dict()
 
 
-class DataPipelineStack(TerraformStack):
-    """A stack with the three providers configured from typed settings.
+class DataPipelineStack(PipelineStack):
+    """A stack with the Kafka, Kafka Connect and Google providers configured from typed settings.
+
+    Args:
+        scope: the cdktf ``App`` (or another construct).
+        stack_id: the stack's name; it is also the directory under ``cdktf.out/stacks/``.
+        kafka: where Terraform and connectors reach Kafka (:class:`KafkaCluster`).
+        connect: the Kafka Connect workers that run the connectors (:class:`ConnectCluster`).
+        gcp: the Google Cloud project holding the datasets (:class:`GcpProject`).
 
     Secrets come in as Terraform variables marked sensitive: ``kafka_sasl_password``,
-    ``connect_basic_auth_password`` and (with a BigQuery emulator) ``gcp_access_token``.
+    ``connect_basic_auth_password`` and (with a BigQuery emulator) ``gcp_access_token``; connector
+    secrets stay on the workers (see ``ConnectCluster.secrets_dir``). With ``DATAPIPE_TARGET=local``
+    (``datapipe ... --local``) the stack targets the local stack instead of these settings.
+    Policies run at synth (see ``datapipe_cdk.governance``); the ``datapipe_manifest`` output
+    describes what the stack deploys, for notebooks and the CLI.
     """
 
     def __init__(
@@ -132,13 +81,15 @@ class DataPipelineStack(TerraformStack):
         gcp: GcpProject,
     ) -> None:
         path = check.child_path(scope, stack_id, "DataPipelineStack")
-        self._check_settings(path, kafka, connect, gcp)
-        super().__init__(scope, stack_id)
+        check.literal(path, "stack_id", stack_id, "it names the stack")
+        kafka, connect, gcp, self.target = apply_target(kafka, connect, gcp)
+        kafka, connect, gcp = self._checked_settings(path, kafka, connect, gcp)
+        super().__init__(scope, stack_id, path)
         self.resource_table = ResourceTable(self)  # first child: see providers/_base.py
         self.kafka = kafka
         self.connect = connect
         self.gcp = gcp
-        self.registry = _Registry()
+        self.registry = Registry()
         self._configure_providers()
         TerraformOutput(
             self,
@@ -146,81 +97,28 @@ class DataPipelineStack(TerraformStack):
             value=Lazy.any_value(_ManifestProducer(self)),
             description="What this pipeline deployed: endpoints, sources, topics, sinks and warehouses.",
         )
+        self.child_ids.update({"datapipe-resources", "datapipe_manifest"})
         if connect.manage_acls:
             self._grant_connect_worker()
-        from .governance.state import Governance  # stdlib-only subpackage: policies run at synth
-
-        Governance.attach(self)
+        self.governance = Governance(self)
 
     @staticmethod
     def of(scope: Construct) -> DataPipelineStack:  # type: ignore[override]
-        """The pipeline stack a construct lives in."""
-        found = getattr(scope, "pipeline", None)
-        if isinstance(found, DataPipelineStack):
-            return found
-        if isinstance(scope, DataPipelineStack):
-            return scope
-        raise DatapipeError(scope.node.path, "datapipe-cdk constructs must be created inside a DataPipelineStack", scope)
+        """The pipeline stack a construct lives in (at any depth, user constructs included)."""
+        return cast(DataPipelineStack, pipeline_of(scope))
 
-    @property
-    def pipeline(self) -> DataPipelineStack:
-        return self
-
-    @property
-    def default_replication_factor(self) -> int:
-        if self.kafka.default_replication_factor is not None:
-            return self.kafka.default_replication_factor
-        return min(3, self.kafka.brokers) if self.kafka.brokers else 3
-
-    def sensitive_variable(self, name: str, description: str) -> TerraformVariable:
-        """A sensitive string variable named exactly ``name`` (set it with ``TF_VAR_<name>``)."""
-        return self.variable(name, description, sensitive=True)
-
-    def variable(self, name: str, description: str, *, sensitive: bool) -> TerraformVariable:
-        """A string variable named exactly ``name``, created once per stack."""
-        existing = self.node.try_find_child(f"var-{name}")
-        if isinstance(existing, TerraformVariable):
-            return existing
-        variable = TerraformVariable(self, f"var-{name}", type="string", sensitive=sensitive, description=description)
-        variable.override_logical_id(name)
-        return variable
-
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """The deployed pipeline, described for notebooks and tools (output ``datapipe_manifest``)."""
-        result: dict[str, Any] = {
-            "stack": self.node.id,
-            "kafka": {
-                "bootstrap_servers": list(self.kafka.bootstrap_servers),
-                "security_protocol": self.kafka.security_protocol,
-                "sasl_mechanism": self.kafka.sasl_mechanism.java_name if self.kafka.sasl_username else None,
-            },
-            "connect": {"url": self.connect.url},
-            "bigquery": {
-                "project": self.gcp.project,
-                "location": self.gcp.location,
-                "endpoint": self.gcp.bigquery_endpoint,
-            },
-            "sources": [],
-            "sinks": [],
-            "warehouses": [],
-        }
+        manifest = Manifest.empty(self.node.id, self.kafka, self.connect, self.gcp, target=self.target)
         for part in self.registry.manifest_parts:
-            part(result)
-        return result
-
-    def claim(self, kind: str, name: str, path: str) -> None:
-        """Register a unique name (topic, connector, dataset) or fail naming both claimants."""
-        table = {
-            "topic": self.registry.topics,
-            "connector": self.registry.connectors,
-            "dataset": self.registry.datasets,
-        }[kind]
-        if name in table:
-            raise DatapipeError(path, f"{kind} name is already used in this stack by {table[name]}", name)
-        table[name] = path
+            part(manifest)
+        manifest.variables = [Variable(name, sensitive, text) for name, (sensitive, text) in sorted(self.variable_specs.items())]
+        return manifest
 
     @staticmethod
-    def _check_settings(path: str, kafka_settings: object, connect_settings: object, gcp_settings: object) -> None:
+    def _checked_settings(
+        path: str, kafka_settings: object, connect_settings: object, gcp_settings: object
+    ) -> tuple[KafkaCluster, ConnectCluster, GcpProject]:
         kafka: KafkaCluster = check.instance(path, "kafka", kafka_settings, KafkaCluster)
         connect: ConnectCluster = check.instance(path, "connect", connect_settings, ConnectCluster)
         gcp: GcpProject = check.instance(path, "gcp", gcp_settings, GcpProject)
@@ -228,6 +126,7 @@ class DataPipelineStack(TerraformStack):
         if not servers:
             raise DatapipeError(path, "kafka.bootstrap_servers must list at least one host:port", servers)
         for server in servers:
+            check.literal(path, "kafka.bootstrap_servers entry", server, "the Kafka provider needs it at plan time")
             check.text(path, "kafka.bootstrap_servers entry", server, pattern=_HOST_PORT, rule="must be host:port")
         if kafka.brokers is not None:
             check.integer(path, "kafka.brokers", kafka.brokers, minimum=1)
@@ -236,17 +135,35 @@ class DataPipelineStack(TerraformStack):
         check.flag(path, "kafka.tls", kafka.tls)
         if kafka.sasl_username is not None:
             check.text(path, "kafka.sasl_username", kafka.sasl_username, max_length=255)
-        check.choice(path, "kafka.sasl_mechanism", kafka.sasl_mechanism, SaslMechanism)
+        mechanism = check.choice(path, "kafka.sasl_mechanism", kafka.sasl_mechanism, SaslMechanism)
         check.text(path, "connect.url", connect.url, pattern=r"https?://[^\s/]+(/\S*)?", rule="must be an http(s) URL")
         principal = check.instance(path, "connect.principal", connect.principal, Principal)
         if not principal.is_kafka:
-            raise DatapipeError(path, "connect.principal must be a Kafka user", str(principal))
+            raise DatapipeError(path, "connect.principal must be a Kafka user (Principal.kafka_user)", str(principal))
         check.text(path, "connect.group_id", connect.group_id, pattern=r"[A-Za-z0-9._-]+", rule="must be a Kafka group id")
         for topic in check.sequence(path, "connect.internal_topics", connect.internal_topics):
             check.text(
                 path, "connect.internal_topics entry", topic, pattern=r"[A-Za-z0-9._-]{1,249}", rule="must be a topic name"
             )
         check.flag(path, "connect.manage_acls", connect.manage_acls)
+        check.flag(path, "connect.allow_unauthenticated_rest", connect.allow_unauthenticated_rest)
+        if connect.basic_auth_username is not None:
+            check.text(path, "connect.basic_auth_username", connect.basic_auth_username, max_length=255)
+        elif not connect.allow_unauthenticated_rest:
+            raise DatapipeError(
+                path,
+                "connect.basic_auth_username is required: Kafka Connect's REST API returns and changes every connector's "
+                "configuration, so it must ask for a login (set basic_auth_username and TF_VAR_connect_basic_auth_password, "
+                "or pass allow_unauthenticated_rest=True to accept the risk)",
+                None,
+            )
+        check.text(
+            path,
+            "connect.secrets_dir",
+            connect.secrets_dir,
+            pattern=r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]",
+            rule="must be an absolute directory path on the workers",
+        )
         check.text(
             path,
             "gcp.project",
@@ -254,14 +171,32 @@ class DataPipelineStack(TerraformStack):
             pattern=_GCP_PROJECT,
             rule="must be a GCP project id (6-30 lowercase letters, digits, '-')",
         )
-        check.text(
-            path, "gcp.location", gcp.location, pattern=_LOCATION, rule="must be a BigQuery location such as US or europe-west1"
-        )
+        check.literal(path, "gcp.location", gcp.location, "policies and dataset creation need it")
+        location = check.text(path, "gcp.location", gcp.location, max_length=64)
+        known = {name.casefold(): name for name in BIGQUERY_LOCATIONS}
+        if location.casefold() not in known:
+            raise DatapipeError(
+                path,
+                "gcp.location must be a BigQuery location such as US, EU or europe-west1 "
+                "(https://cloud.google.com/bigquery/docs/locations)",
+                location,
+            )
         if gcp.bigquery_endpoint is not None:
             check.text(
                 path, "gcp.bigquery_endpoint", gcp.bigquery_endpoint, pattern=r"https?://\S+", rule="must be an http(s) URL"
             )
         check.flag(path, "gcp.manage_iam", gcp.manage_iam)
+        domains = tuple(
+            check.text(path, "gcp.allowed_domains entry", d, pattern=r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", rule="must be a domain")
+            for d in check.sequence(path, "gcp.allowed_domains", gcp.allowed_domains)
+        )
+        from dataclasses import replace
+
+        return (
+            replace(kafka, sasl_mechanism=mechanism, bootstrap_servers=tuple(servers)),
+            connect,
+            replace(gcp, location=known[location.casefold()], allowed_domains=domains),
+        )
 
     def _configure_providers(self) -> None:
         kafka = self.kafka
@@ -282,7 +217,7 @@ class DataPipelineStack(TerraformStack):
         connect_password = None
         if self.connect.basic_auth_username:
             connect_password = self.sensitive_variable(
-                "connect_basic_auth_password", "Kafka Connect REST basic-auth password"
+                "connect_basic_auth_password", f"Kafka Connect REST password of user {self.connect.basic_auth_username}"
             ).string_value
         KafkaConnectProvider(
             self,
@@ -301,10 +236,9 @@ class DataPipelineStack(TerraformStack):
             else None,
             big_query_custom_endpoint=endpoint.rstrip("/") + "/bigquery/v2/" if endpoint else None,
         )
+        self.child_ids.update({"kafka", "kafka-connect", "google"})
 
     def _grant_connect_worker(self) -> None:
-        from .acl import AclOperation, KafkaAcl, ResourceType
-
         worker = self.connect.principal
         for topic in self.connect.internal_topics:
             for operation in (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.CREATE):

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._validate import _CONSTRUCT_ID, path_of
+from ._core import path_of
+from ._validate import _CONSTRUCT_ID
 from .access import parse_time
 from .errors import DatapipeError
 from .governance import inventory

@@ -11,6 +11,7 @@ from cdktf import Annotations
 from constructs import Construct
 
 from . import _validate as check
+from ._core import PipelineConstruct, pipeline_of
 from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError
 from .principal import Principal
@@ -29,20 +30,21 @@ class CleanupPolicy(Enum):
 
 
 def check_topic_name(path: str, name: object) -> str:
-    name = check.text(
+    name = check.name(
         path,
         "topic name",
         name,
         pattern=_TOPIC,
         max_length=249,
         rule="may hold only letters, digits, '.', '_', '-' (1-249 characters)",
+        why="connectors, grants and the collision check need the topic's name",
     )
     if name in (".", ".."):
         raise DatapipeError(path, "topic name cannot be '.' or '..'", name)
     return name
 
 
-class TopicReference(Construct):
+class TopicReference(PipelineConstruct):
     """Anything with a topic name that grants can target."""
 
     name: str
@@ -60,7 +62,15 @@ class TopicReference(Construct):
     ) -> list[KafkaAcl]:
         """Let ``principal`` consume: Read+Describe on the topic, Read on its consumer group(s).
 
-        ``until`` records when the grant expires (Kafka ACLs cannot expire by themselves).
+        Args:
+            principal: a Kafka user (``Principal.kafka_user("fraud-detector")``).
+            consumer_group: the one consumer group it reads with (a literal group ACL), or
+            consumer_group_prefix: a group-id prefix (a prefixed group ACL); give exactly one of the two.
+            until: a timezone-aware ``datetime`` when the grant ends. Kafka ACLs cannot expire by
+                themselves: the expiry is recorded in the manifest and ``datapipe expired-grants``
+                lists it once past (remove the grant then). A time already past is refused.
+
+        Returns the ``KafkaAcl`` constructs (shared with other grants asking for the same ACL).
         """
         path = check.path_of(self)
         principal = _kafka_principal(path, principal)
@@ -73,6 +83,8 @@ class TopicReference(Construct):
         group = consumer_group if consumer_group is not None else consumer_group_prefix
         check.text(path, "consumer group", group, pattern=_GROUP, rule="must be a Kafka group id")
         assert group is not None
+        if until is not None:
+            check.future_moment(path, "until", until)
         pattern = PatternType.LITERAL if consumer_group is not None else PatternType.PREFIXED
         acls = [
             KafkaAcl.ensure(self, principal, ResourceType.TOPIC, self.name, AclOperation.READ),
@@ -80,7 +92,6 @@ class TopicReference(Construct):
             KafkaAcl.ensure(self, principal, ResourceType.GROUP, group, AclOperation.READ, pattern=pattern),
         ]
         if until is not None:
-            check.instance(path, "until", until, datetime)
             self.temporary_grants.append(
                 {
                     "principal": principal.kafka,
@@ -99,7 +110,13 @@ class TopicReference(Construct):
         idempotent: bool = False,
         transactional_id: str | None = None,
     ) -> list[KafkaAcl]:
-        """Let ``principal`` produce: Write+Describe on the topic (+ IdempotentWrite, + its transactional id)."""
+        """Let ``principal`` produce: Write+Describe on the topic.
+
+        Args:
+            principal: a Kafka user.
+            idempotent: also IdempotentWrite on the cluster (producers with ``enable.idempotence``).
+            transactional_id: also Write+Describe on this transactional id (transactional producers).
+        """
         path = check.path_of(self)
         principal = _kafka_principal(path, principal)
         acls = [
@@ -116,7 +133,23 @@ class TopicReference(Construct):
 
 
 class StreamingTopic(TopicReference):
-    """A Kafka topic this stack creates. Numbers carry units: ``retention`` is a ``timedelta``."""
+    """A Kafka topic this stack creates (a ``kafka_topic`` resource).
+
+    Args:
+        scope: the stack or a construct under it.
+        topic_id: the construct id.
+        name: the topic's name (letters, digits, '.', '_', '-'); never reused by another topic.
+        partitions: the partition count (Terraform increases it in place; a decrease recreates the topic).
+        replication_factor: copies of each partition; default ``min(3, brokers)``, at most the broker count.
+        retention: how long records are kept (``retention.ms``), a ``timedelta``; ``FOREVER`` keeps them;
+            ``None`` leaves the broker default.
+        cleanup_policy: ``CleanupPolicy.DELETE`` (default), ``COMPACT`` or ``COMPACT_DELETE``.
+        min_compaction_lag: ``min.compaction.lag.ms`` for compacted topics.
+        config: any other topic config (string values); keys the typed arguments own are refused.
+        owner: who to ask about the topic (policy ``owner-required``).
+
+    ``topic.resource`` is the L1 ``kafka_topic`` (escape hatch: ``topic.resource.add_override(...)``).
+    """
 
     def __init__(
         self,
@@ -132,12 +165,10 @@ class StreamingTopic(TopicReference):
         config: Mapping[str, str] | None = None,
         owner: Principal | None = None,
     ) -> None:
-        from .stack import DataPipelineStack
-
         path = check.child_path(scope, topic_id, "StreamingTopic")
         if owner is not None:
             check.instance(path, "owner", owner, Principal)
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope, path)
         name = check_topic_name(path, name)
         check.integer(path, "partitions", partitions, minimum=1, maximum=100_000)
         if replication_factor is None:
@@ -166,9 +197,7 @@ class StreamingTopic(TopicReference):
         stack.claim("topic", name, path)
         stack.registry.topic_collision_keys[collision] = name
 
-        super().__init__(scope, topic_id)
-        check.adopt(scope, self, topic_id, owns_children=True)
-        self.pipeline = stack
+        super().__init__(scope, topic_id, pipeline=stack, path=path)
         self.name = name
         self.owner = owner
         self.temporary_grants = []
@@ -205,14 +234,10 @@ class ImportedTopic(TopicReference):
     """An existing topic: nothing is created, grants still work."""
 
     def __init__(self, scope: Construct, topic_id: str, *, name: str) -> None:
-        from .stack import DataPipelineStack
-
         path = check.child_path(scope, topic_id, "StreamingTopic.from_name")
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope, path)
         name = check_topic_name(path, name)
-        super().__init__(scope, topic_id)
-        check.adopt(scope, self, topic_id, owns_children=True)
-        self.pipeline = stack
+        super().__init__(scope, topic_id, pipeline=stack, path=path)
         self.name = name
         self.temporary_grants = []
 

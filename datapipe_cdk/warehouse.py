@@ -10,8 +10,11 @@ from typing import Any
 from constructs import Construct
 
 from . import _validate as check
-from .dataset import Dataset
+from ._core import PipelineConstruct, pipeline_of
+from .dataset import Dataset, expiry_condition
 from .errors import DatapipeError
+from .manifest import Manifest, WarehouseSpec
+from .manifest import View as ViewSpec
 from .principal import Principal
 from .providers.google import BigqueryTable, ProjectIamMember
 from .schema import IDENTIFIER
@@ -33,10 +36,24 @@ class View:
     depends_on: tuple[str, ...] = ()
 
 
-class MicroWarehouse(Construct):
+class MicroWarehouse(PipelineConstruct):
     """A team's own dataset: latest-state views of the tables it needs, its SQL, its readers.
 
-    ``retention`` (a ``timedelta``) becomes the dataset's default partition expiration.
+    Args:
+        scope: the stack, or one of your constructs under it.
+        warehouse_id: the construct id; the default dataset id (with '-' as '_').
+        owners: at least one Google identity that owns the dataset.
+        readers: who may read every view (``READER`` access entries).
+        writers: who may write tables of their own into the dataset.
+        dataset: the dataset id (default: the id with '-' as '_').
+        description: the dataset's description.
+        labels: dataset labels.
+        retention: default partition expiration of tables created in it, a ``timedelta``.
+        holds_pii: declare that its views may carry unmasked PII (then ``retention`` is required).
+        deletion_protection: refuse ``terraform destroy`` of its views (default on).
+
+    ``expose(sink.table("orders"))`` adds a latest-state view; ``add_view(name, sql)`` the team's SQL;
+    ``grant_query(principal, until=...)`` read and query access.
     """
 
     def __init__(
@@ -54,18 +71,15 @@ class MicroWarehouse(Construct):
         holds_pii: bool = False,
         deletion_protection: bool = True,
     ) -> None:
-        from .stack import DataPipelineStack
-
         path = check.child_path(scope, warehouse_id, "MicroWarehouse")
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope, path)
         dataset_id = dataset if dataset is not None else check.word(warehouse_id)
         Dataset.check_arguments(path, stack, dataset_id, description, labels, holds_pii, retention, owners, readers, writers)
         if not check.sequence(path, "owners", owners):
             raise DatapipeError(path, "a warehouse needs at least one owner", owners)
         check.flag(path, "deletion_protection", deletion_protection)
-        super().__init__(scope, warehouse_id)
-        check.adopt(scope, self, warehouse_id, owns_children=True)
-        self.pipeline = stack
+        deletion_protection = deletion_protection and stack.target != "local"  # the local stack is disposable
+        super().__init__(scope, warehouse_id, pipeline=stack, path=path)
         self.deletion_protection = deletion_protection
         self.dataset = Dataset(
             self,
@@ -82,10 +96,18 @@ class MicroWarehouse(Construct):
         )
         self.views: dict[str, View] = {}
         self.temporary_grants: list[dict[str, str]] = []
+        self._job_users: dict[str, ProjectIamMember] = {}
         stack.registry.manifest_parts.append(self._describe)
 
     def expose(self, table: ChangelogTable, *, columns: Sequence[str] | None = None, name: str | None = None) -> View:
-        """A latest-state view of ``table`` (newest event per key, deletes removed), authorized on its dataset."""
+        """A latest-state view of ``table``: its current rows (newest event per key, deletes removed),
+        authorized on the raw dataset so readers of this warehouse need no access there.
+
+        Args:
+            table: ``sink.table("orders")``.
+            columns: the columns to expose (default: every declared column that reaches the sink).
+            name: the view's name (default: the source table's).
+        """
         path = check.path_of(self)
         table = check.instance(path, "table", table, ChangelogTable)
         view_name = name if name is not None else table.captured.name
@@ -129,12 +151,17 @@ class MicroWarehouse(Construct):
             self.dataset.dataset_id_ref,
             resource.get_string_attribute("table_id"),
         )
-        view = View(view_name, "latest_state", sql, resource, source=table, columns=chosen)
+        exposed = chosen or tuple(c.name for c in table.columns)
+        view = View(view_name, "latest_state", sql, resource, source=table, columns=exposed)
         self.views[view_name] = view
         return view
 
     def add_view(self, name: str, sql: str) -> View:
-        """A view of the team's own SQL; ``{{ ref('orders') }}`` names a view of this warehouse."""
+        """A view of the team's own SQL.
+
+        ``{{ ref('orders') }}`` names a view of this warehouse (and orders the views' creation). Nothing
+        else in the SQL is evaluated: any other template syntax is refused.
+        """
         path = check.path_of(self)
         self._check_view_name(path, name)
         check.text(path, "sql", sql, max_length=256_000)
@@ -148,22 +175,37 @@ class MicroWarehouse(Construct):
         return view
 
     def grant_query(self, principal: Principal, *, until: datetime | None = None, allow_public: bool = False) -> None:
-        """Let ``principal`` read and query this warehouse, optionally only until ``until`` (an IAM condition)."""
-        path = check.path_of(self)
+        """Let ``principal`` read and query this warehouse.
+
+        Args:
+            principal: a Google identity (``Principal.group("finance@acme.com")``).
+            until: a timezone-aware ``datetime``: access ends then (an IAM condition on ``request.time``);
+                a time already past is refused.
+            allow_public: accept ``allUsers`` / ``allAuthenticatedUsers`` (policy ``no-public-principals``
+                still reports it).
+        """
+        path = self.construct_path
         principal = check.instance(path, "principal", principal, Principal)
-        access = self.dataset.grant_role("READER", principal, until=until, allow_public=allow_public)
+        self.dataset.grant_role("READER", principal, until=until, allow_public=allow_public)
         if until is not None:
             self.temporary_grants.append({"principal": str(principal), "until": to_rfc3339(until)})
         if self.pipeline.gcp.manage_iam and not principal.is_public:
-            condition = access.attributes.get("condition")
-            ProjectIamMember(
+            member_id = f"job-user-{principal.kind.value}-{principal.name}" + (
+                f"-until-{to_rfc3339(until).replace(':', '').replace('-', '')}" if until is not None else ""
+            )
+            if member_id in self._job_users:
+                return
+            member = ProjectIamMember(
                 self,
-                f"job-user-{len(self.dataset.node.children)}",
+                member_id,
                 project=self.pipeline.gcp.project,
                 role="roles/bigquery.jobUser",
                 member=principal.iam_member,
-                condition=condition[0] if condition else None,
+                condition=expiry_condition(until) if until is not None else None,
             )
+            table = self.pipeline.resource_table
+            table.add_moved(table.previous_logical_id(self, f"job-user-{self.dataset.legacy_children}"), member)
+            self._job_users[member_id] = member
 
     def _check_view_name(self, path: str, name: object) -> None:
         check.text(path, "view name", name, pattern=IDENTIFIER, rule="must be a BigQuery table id (letters, digits, '_')")
@@ -181,30 +223,26 @@ class MicroWarehouse(Construct):
             depends_on=depends_on,
         )
 
-    def _describe(self, manifest: dict[str, Any]) -> None:
-        manifest["warehouses"].append(
-            {
-                "name": self.node.id,
-                "path": check.path_of(self),
-                "dataset": self.dataset.dataset_id,
-                "holds_pii": self.dataset.holds_pii,
-                "owners": [str(p) for p in self.dataset.owners],
-                "readers": [str(p) for p in self.dataset.readers],
-                "views": [
-                    {
-                        "name": v.name,
-                        "kind": v.kind,
-                        **(
-                            {
-                                "sink_dataset": v.source.dataset.dataset_id,
-                                "sink_table": v.source.table_id,
-                                "primary_key": list(v.source.primary_key),
-                            }
-                            if v.source is not None
-                            else {"depends_on": list(v.depends_on)}
-                        ),
-                    }
+    def _describe(self, manifest: Manifest) -> None:
+        manifest.warehouses.append(
+            WarehouseSpec(
+                name=self.node.id,
+                path=self.construct_path,
+                dataset=self.dataset.dataset_id,
+                holds_pii=self.dataset.holds_pii,
+                owners=tuple(str(p) for p in self.dataset.owners),
+                readers=tuple(str(p) for p in self.dataset.readers),
+                views=tuple(
+                    ViewSpec(
+                        name=v.name,
+                        kind=v.kind,
+                        sink_dataset=v.source.dataset.dataset_id if v.source is not None else None,
+                        sink_table=v.source.table_id if v.source is not None else None,
+                        primary_key=tuple(v.source.primary_key) if v.source is not None else (),
+                        columns=v.columns,
+                        depends_on=v.depends_on,
+                    )
                     for v in self.views.values()
-                ],
-            }
+                ),
+            )
         )

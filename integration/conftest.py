@@ -1,6 +1,6 @@
 """Fixtures of the integration tier: one session-wide deployed stack, on one of two backends.
 
-``local``   the launcher's processes (``python -m integration.launcher``), the default here;
+``local``   the launcher's processes (``python -m datapipe_cdk.local``), the default here;
 ``compose`` ``integration/docker-compose.yml`` through pytest-docker, when a Docker engine answers.
 
 Either way the fixture starts only what is not running, deploys the example pipelines with OpenTofu
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from integration import deploy, flow
-from integration.launcher import _process, bigquery, connect, kafka
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import _process, bigquery, connect, kafka
+from datapipe_cdk.local.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = Path(__file__).resolve().parent / "docker-compose.yml"
@@ -74,7 +74,7 @@ def _missing_local_prerequisite(cfg: StackConfig) -> str | None:
 
 def _states() -> list[str]:
     """One state per service from ``launcher status`` (``healthy (...)``, ``stopped``, ``unhealthy ...``)."""
-    result = subprocess.run([sys.executable, "-m", "integration.launcher", "status"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "datapipe_cdk.local", "status"], cwd=ROOT, capture_output=True, text=True)
     return [line.split(None, 1)[1] if " " in line.strip() else "" for line in result.stdout.splitlines() if line.strip()]
 
 
@@ -84,7 +84,7 @@ def _healthy() -> bool:
 
 
 def _launcher(command: str) -> None:
-    subprocess.run([sys.executable, "-m", "integration.launcher", command], cwd=ROOT, check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "datapipe_cdk.local", command], cwd=ROOT, check=True, timeout=600)
 
 
 def _has_resources(cfg: StackConfig, stack: str) -> bool:

@@ -17,8 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from integration import deploy, flow
-from integration.launcher import bigquery
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import bigquery
+from datapipe_cdk.local.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_RUNNER = ROOT / "tools" / "run_notebooks.py"
@@ -31,8 +31,8 @@ def step(message: str) -> None:
 
 
 def stack_up() -> None:
-    step("local stack: python -m integration.launcher up")
-    subprocess.run([sys.executable, "-m", "integration.launcher", "up"], cwd=ROOT, check=True)
+    step("local stack: python -m datapipe_cdk.local up")
+    subprocess.run([sys.executable, "-m", "datapipe_cdk.local", "up"], cwd=ROOT, check=True)
 
 
 def deploy_all(cfg: StackConfig) -> None:
@@ -58,7 +58,7 @@ def _await(client: object, pipe: flow.Pipe, what: str, since: float, check: obje
             return
         time.sleep(POLL_S)
     raise SystemExit(f"demo: {what} did not reach {pipe.view} within {LAND_TIMEOUT_S:.0f}s: "
-                     f"see python -m integration.launcher status and {deploy.OUTDIR}")
+                     f"see python -m datapipe_cdk.local status and {deploy.OUTDIR}")
 
 
 def rows_flow(cfg: StackConfig) -> None:
@@ -121,7 +121,7 @@ def main(argv: Sequence[str]) -> int:
     if not args.no_notebooks:
         code = run_notebooks(cfg.cache_dir / "artifacts" / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ"))
     step(f"done in {time.monotonic() - began:.0f} s; the stack is still running "
-         f"(python -m integration.launcher status). Stop it with: make stack-down")
+         f"(python -m datapipe_cdk.local status). Stop it with: make stack-down")
     return code
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from datapipe_cdk import _toolchain
 from integration import flow
-from integration.launcher import _process, databases, kafka, tokens
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import _process, databases, kafka, tokens
+from datapipe_cdk.local.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("payments", "ledger")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from integration.launcher import bigquery, databases, kafka
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import bigquery, databases, kafka
+from datapipe_cdk.local.config import StackConfig
 
 T = TypeVar("T")
 

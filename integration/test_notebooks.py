@@ -24,7 +24,7 @@ from datapipe_cdk.runtime.manifest import Manifest, ManifestError, load_manifest
 from datapipe_cdk.runtime.quality import RECONCILIATION_CHECKS
 from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceDatabase
 from integration import deploy
-from integration.launcher import _process
+from datapipe_cdk.local import _process
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def _deployed_stack_or_skip(stack: str) -> Manifest:
     endpoints.update({f"source {s.name}": f"{s.host}:{s.port}" for s in manifest.sources})
     down = [f"{name} at {address}" for name, address in endpoints.items() if not _reachable(address)]
     if down:
-        pytest.skip(f"local stack not up ({', '.join(down)} not reachable): run python -m integration.launcher up")
+        pytest.skip(f"local stack not up ({', '.join(down)} not reachable): run python -m datapipe_cdk.local up")
     try:
         credentials = load_credentials()
         for source in manifest.sources:

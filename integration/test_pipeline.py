@@ -16,7 +16,7 @@ import requests
 
 from integration import deploy, flow
 from integration.conftest import DeployedStack
-from integration.launcher import bigquery
+from datapipe_cdk.local import bigquery
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ TOOLCHAIN_ENV := $(TOOLCHAIN_DIR)/env.sh
 
 ## toolchain: build OpenTofu + providers from Go modules, mirror them, npm ci cdktf-cli (idempotent)
 toolchain:
-	bash tools/toolchain.sh
+	bash datapipe_cdk/local/assets/toolchain.sh
 
 ## toolchain-check: fail with a one-line message unless the pinned toolchain is ready
 toolchain-check: venv
@@ -18,7 +18,7 @@ toolchain-check: venv
 
 ## toolchain-smoke: offline tofu init/validate/providers lock, cdktf --version, cdktf deploy
 toolchain-smoke: venv
-	PY=$(PY) bash tools/toolchain/smoke.sh
+	PY=$(PY) bash datapipe_cdk/local/assets/smoke.sh
 
 ## toolchain-prune: drop the Go module and build caches (~6 GB); built binaries stay usable
 toolchain-prune:

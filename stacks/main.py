@@ -1,6 +1,8 @@
-"""The example pipelines: WePay-shaped payments (MySQL/MariaDB) and a PostgreSQL ledger.
+"""The example pipelines: WePay-shaped payments (MySQL) and a PostgreSQL ledger.
 
-``cdktf synth`` (or ``python stacks/main.py``) writes both stacks under ``cdktf.out/``.
+``datapipe synth`` (or ``cdktf synth``, or ``python stacks/main.py``) writes both stacks under
+``cdktf.out/``. They declare production settings; ``datapipe deploy --local`` deploys the very same
+app onto the local stack (MySQL becomes the local MariaDB), as it would any user's app.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdktf import App, LocalBackend
+from cdktf import App
 
 from datapipe_cdk import (
     BigQuerySink,
@@ -21,16 +23,18 @@ from datapipe_cdk import (
     Classification,
     Column,
     ColumnType,
+    ConnectCluster,
     DataPipelineStack,
     Engine,
+    GcpProject,
     InfoType,
+    KafkaCluster,
     MicroWarehouse,
     Principal,
     Table,
 )
 from datapipe_cdk.governance import DlpInspection
 from datapipe_cdk.teamspec import compile_teams
-from stacks.profiles import Profile, current
 
 TEAMS = Path(__file__).resolve().parent / "teams"
 """Team microwarehouse files (Stage 5), validated against schemas/team.schema.json."""
@@ -72,17 +76,27 @@ ACCOUNTS = Table(
 DATA_ENG = Principal.group("data-eng@acme.com")
 FINANCE_ENG = Principal.group("finance-eng@acme.com")
 FINANCE = Principal.group("finance@acme.com")
-FRAUD_REVIEW_ENDS = datetime(2027, 3, 31, tzinfo=UTC)
+FRAUD_REVIEW_ENDS = datetime(2030, 3, 31, tzinfo=UTC)
+
+KAFKA = KafkaCluster(
+    bootstrap_servers=["kafka-1.acme.internal:9093", "kafka-2.acme.internal:9093", "kafka-3.acme.internal:9093"],
+    brokers=3,
+    tls=True,
+    sasl_username="terraform",
+)
+CONNECT = ConnectCluster(
+    url="https://connect.acme.internal:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
+)
+GCP = GcpProject(project="acme-data", location="US", allowed_domains=["acme.com"])
 
 
-def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
-    stack = DataPipelineStack(app, "payments", kafka=profile.kafka, connect=profile.connect, gcp=profile.gcp)
+def payments_stack(app: App) -> DataPipelineStack:
+    stack = DataPipelineStack(app, "payments", kafka=KAFKA, connect=CONNECT, gcp=GCP)
     payments = CdcSource(
         stack,
         "payments-db",
-        engine=profile.mysql_engine,
-        host=profile.mysql_host,
-        port=profile.mysql_port,
+        engine=Engine.MYSQL,
+        host="payments-mysql.acme.internal",
         database="payments",
         topic_prefix="payments",
         tables={"orders": ORDERS, "refunds": REFUNDS, "accounts": ACCOUNTS},
@@ -98,8 +112,10 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         source=payments,
         dataset="payments_raw",
         owners=[DATA_ENG],
+        # accounts.name arrives hashed: its salt is visible in plan, state and Connect's REST API, so the
+        # raw dataset declares the pseudonymized PII it holds (and keeps it a year at most).
+        holds_pii=True,
         retention=timedelta(days=365),
-        deletion_protection=profile.name == "production",
     )
     finance = MicroWarehouse(
         stack,
@@ -107,7 +123,6 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         owners=[FINANCE_ENG],
         readers=[FINANCE],
         retention=timedelta(days=3 * 365),
-        deletion_protection=profile.name == "production",
     )
     finance.expose(raw.table("orders"))
     finance.expose(raw.table("refunds"))
@@ -122,7 +137,6 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
         owners=[Principal.group("risk-eng@acme.com")],
         readers=[Principal.group("risk@acme.com")],
         retention=timedelta(days=365),
-        deletion_protection=profile.name == "production",
     )
     risk.expose(raw.table("orders"), columns=["id", "account_id", "amount", "currency", "status", "created_at"])
     risk.expose(raw.table("accounts"), columns=["id", "email", "country", "created_at"])
@@ -131,22 +145,20 @@ def payments_stack(app: App, profile: Profile) -> DataPipelineStack:
     payments.topic("refunds").grant_read(
         Principal.kafka_user("chargeback-audit"), consumer_group="chargeback-audit", until=FRAUD_REVIEW_ENDS
     )
-    compile_teams(stack, TEAMS, deletion_protection=profile.name == "production")
+    compile_teams(stack, TEAMS)
     DlpInspection(stack, "dlp", owners=[DATA_ENG])
     return stack
 
 
-def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
+def ledger_stack(app: App) -> DataPipelineStack:
     # Both stacks run on one Connect worker: its own ACLs (internal topics, worker group) belong to
     # exactly one stack (payments), or destroying the other would lock the shared worker out.
-    connect = replace(profile.connect, manage_acls=False)
-    stack = DataPipelineStack(app, "ledger", kafka=profile.kafka, connect=connect, gcp=profile.gcp)
+    stack = DataPipelineStack(app, "ledger", kafka=KAFKA, connect=replace(CONNECT, manage_acls=False), gcp=GCP)
     ledger = CdcSource(
         stack,
         "ledger-db",
         engine=Engine.POSTGRESQL,
-        host=profile.postgres_host,
-        port=profile.postgres_port,
+        host="ledger-pg.acme.internal",
         database="payments",
         schema="payments",
         topic_prefix="ledger",
@@ -161,7 +173,6 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
         dataset="ledger_raw",
         owners=[DATA_ENG],
         retention=timedelta(days=365),
-        deletion_protection=profile.name == "production",
     )
     finance = MicroWarehouse(
         stack,
@@ -169,22 +180,21 @@ def ledger_stack(app: App, profile: Profile) -> DataPipelineStack:
         owners=[FINANCE_ENG],
         readers=[FINANCE],
         dataset="ledger_finance",
-        deletion_protection=profile.name == "production",
     )
     for table in ("orders", "refunds", "accounts"):
         finance.expose(raw.table(table))
     ledger.topic("refunds").grant_read(Principal.kafka_user("analyst"), consumer_group="ledger-analyst")
-    compile_teams(stack, TEAMS, deletion_protection=profile.name == "production")
+    compile_teams(stack, TEAMS)
     return stack
 
 
 def build(outdir: str | None = None) -> App:
     """Both example stacks; ``outdir`` defaults to cdktf's choice (``cdktf synth --output`` or cdktf.out)."""
+    if outdir:
+        Path(outdir).mkdir(parents=True, exist_ok=True)  # cdktf creates only the last level
     app = App(outdir=outdir) if outdir else App()
-    profile = current()
-    for stack in (payments_stack(app, profile), ledger_stack(app, profile)):
-        if profile.state_dir:
-            LocalBackend(stack, path=str(Path(profile.state_dir) / f"{stack.node.id}.tfstate"))
+    payments_stack(app)
+    ledger_stack(app)
     return app
 
 

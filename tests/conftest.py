@@ -23,7 +23,9 @@ def make_stack(*, brokers: int | None = 3, manage_iam: bool = True, stack_id: st
         app,
         stack_id,
         kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=brokers, tls=False, sasl_username="admin"),
-        connect=ConnectCluster(url="http://connect:8083", principal=Principal.kafka_user("connect")),
+        connect=ConnectCluster(
+            url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
+        ),
         gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam),
     )
     opt_out(stack, "owner-required", "construct unit tests; ownership is specified in tests/governance")

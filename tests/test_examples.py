@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,24 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).with_name("golden")
 
 
-def _example_docs(profile: str) -> dict[str, dict]:
-    old = os.environ.get("DATAPIPE_PROFILE")
-    os.environ["DATAPIPE_PROFILE"] = profile
+def _example_docs(target: str) -> dict[str, dict]:
+    """The example app synthesized for ``target`` (``production`` or ``local``), in memory."""
+    old = os.environ.get("DATAPIPE_TARGET")
+    os.environ["DATAPIPE_TARGET"] = target
     try:
         from stacks.main import build
 
-        app = build(outdir=str(ROOT / "cdktf.out" / "test"))
-        docs = {}
-        for stack in app.node.children:
-            doc = json.loads(CdktfTesting.synth(stack, run_validations=True))
-            doc.get("terraform", {}).pop("backend", None)  # holds this machine's absolute path
-            docs[stack.node.id] = doc
+        with tempfile.TemporaryDirectory() as outdir:
+            app = build(outdir=outdir)
+            docs = {}
+            for stack in app.node.children:
+                doc = json.loads(CdktfTesting.synth(stack, run_validations=True))
+                doc.get("terraform", {}).pop("backend", None)  # holds this machine's absolute path
+                docs[stack.node.id] = doc
         return docs
     finally:
         if old is None:
-            del os.environ["DATAPIPE_PROFILE"]
+            del os.environ["DATAPIPE_TARGET"]
         else:
-            os.environ["DATAPIPE_PROFILE"] = old
+            os.environ["DATAPIPE_TARGET"] = old
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def test_example_stack_matches_golden_file(production, stack):
     assert rendered == golden.read_text(), f"{stack} changed: review the diff, then UPDATE_GOLDEN=1 to accept it"
 
 
-def test_local_profile_targets_the_emulator_without_iam(monkeypatch):
+def test_local_target_points_the_same_app_at_the_local_stack():
     docs = _example_docs("local")
     payments = docs["payments"]
     assert payments["provider"]["google"][0]["big_query_custom_endpoint"].startswith("http://127.0.0.1:")
@@ -67,10 +70,12 @@ def test_no_secret_value_reaches_synthesized_json(production):
             if any(word in name for word in ("password", "keyfile", "token")):
                 assert variable["sensitive"] is True, name
         for connector in doc["resource"]["kafka-connect_connector"].values():
+            assert "config_sensitive" not in connector
             for key, value in connector["config"].items():
-                assert not any(word in key.lower() for word in ("password", "keyfile", "jaas")), key
+                if any(word in key.lower() for word in ("password", "jaas")):
+                    assert value.startswith("$${file:/etc/kafka-connect/secrets/"), (key, value)
                 assert "BEGIN PRIVATE KEY" not in value
-    assert 'private_key": "' not in text
+    assert 'private_key' not in text
 
 
 def test_import_does_not_load_heavy_or_runtime_modules():

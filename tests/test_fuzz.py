@@ -11,14 +11,19 @@ from hypothesis import strategies as st
 from datapipe_cdk import (
     BigQuerySink,
     CdcSource,
+    Column,
+    ColumnType,
     DatapipeError,
     KafkaAcl,
     MicroWarehouse,
     Principal,
     StreamingTopic,
+    Table,
 )
 
 from .conftest import make_stack
+
+KEYED = Table(["id"], [Column("id", ColumnType.INT64)])
 
 junk = st.one_of(
     st.text(max_size=40),
@@ -77,7 +82,7 @@ SOURCE_ARGS = [
 @given(arg=st.sampled_from(SOURCE_ARGS), value=junk)
 def test_cdc_source_arguments(arg, value):
     stack = make_stack()
-    kwargs: dict[str, Any] = {"engine": "mysql", "host": "db", "database": "d", "tables": {"t": ["id"]}, arg: value}
+    kwargs: dict[str, Any] = {"engine": "mysql", "host": "db", "database": "d", "tables": {"t": KEYED}, arg: value}
     _only_our_error(lambda: CdcSource(stack, "s", **kwargs))
 
 
@@ -101,7 +106,7 @@ def test_cdc_source_arguments(arg, value):
 )
 def test_sink_arguments(arg, value):
     stack = make_stack()
-    source = CdcSource(stack, "s", engine="mysql", host="db", database="d", tables={"t": ["id"]})
+    source = CdcSource(stack, "s", engine="mysql", host="db", database="d", tables={"t": KEYED})
     kwargs: dict[str, Any] = {"source": source, "dataset": "raw", arg: value}
     _only_our_error(lambda: BigQuerySink(stack, "k", **kwargs))
 

@@ -6,7 +6,7 @@ import pytest
 from cdktf import App, TerraformStack
 from constructs import Construct
 
-from datapipe_cdk import CdcSource, DatapipeError, DataPipelineStack, StreamingTopic
+from datapipe_cdk import CdcSource, Column, ColumnType, DatapipeError, DataPipelineStack, StreamingTopic, Table
 from datapipe_cdk.governance import opt_out
 from datapipe_cdk.providers._base import Resource, logical_id
 from datapipe_cdk.providers.kafka import Topic
@@ -21,7 +21,15 @@ def _all_resources(stack) -> list[Resource]:
 def test_logical_ids_computed_in_python_equal_cdktfs_for_every_resource():
     stack = make_stack()
     source = CdcSource(
-        stack, "payments-db", engine="mysql", host="db", database="payments", tables={"orders": ["id"], "Resource": ["id"]}
+        stack,
+        "payments-db",
+        engine="mysql",
+        host="db",
+        database="payments",
+        tables={
+            "orders": Table(["id"], [Column("id", ColumnType.INT64)]),
+            "Resource": Table(["id"], [Column("id", ColumnType.INT64)]),
+        },
     )
     holder = Construct(source, "Default")  # hidden from ids entirely
     Topic(holder, "Resource", name="hidden-component", partitions=1, replication_factor=1)  # hidden from the readable part

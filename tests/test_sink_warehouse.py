@@ -20,7 +20,7 @@ def _pipeline(stack, **sink_kwargs):
         engine="mysql",
         host="db",
         database="shop",
-        tables={"orders": ORDERS, "events": []},
+        tables={"orders": ORDERS, "events": Table([], [Column("payload")])},
         topic_prefix="shop",
         masked={"orders": ["email"]},
     )
@@ -64,7 +64,7 @@ def test_sink_creates_dataset_changelog_table_dead_letter_topic_and_connector(st
     assert config["errors.deadletterqueue.topic.name"].startswith("${kafka_topic.")
 
 
-def test_sink_identity_is_least_privilege_and_key_stays_sensitive(stack):
+def test_sink_identity_is_least_privilege_and_its_key_never_passes_through_terraform(stack):
     _pipeline(stack)
     doc = synth_stack(stack)
     [account] = resources(doc, "google_service_account")
@@ -74,20 +74,24 @@ def test_sink_identity_is_least_privilege_and_key_stays_sensitive(stack):
     [job_user] = resources(doc, "google_project_iam_member")
     assert job_user["role"] == "roles/bigquery.jobUser"
     assert not any(m["role"] == "roles/bigquery.dataEditor" for m in resources(doc, "google_project_iam_member"))
+    assert resources(doc, "google_service_account_key") == [], "a key in Terraform would sit in its state"
     connector = _by_name(doc, "kafka-connect_connector", "name", "raw")
-    assert "keyfile" not in connector["config"]
-    assert connector["config_sensitive"]["keyfile"].startswith("${base64decode(google_service_account_key.")
+    assert connector["config"]["keySource"] == "FILE"
+    assert connector["config"]["keyfile"] == "/etc/kafka-connect/secrets/raw-gcp-key.json"
+    assert "config_sensitive" not in connector
+    secrets = doc["output"]["datapipe_manifest"]["value"]["worker_secrets"]
+    assert any(s["file"] == "/etc/kafka-connect/secrets/raw-gcp-key.json" and s["used_by"] == "raw" for s in secrets)
 
 
-def test_sink_without_iam_management_reads_key_from_sensitive_variable():
+def test_sink_without_iam_management_still_reads_its_key_on_the_worker():
     stack = make_stack(manage_iam=False)
     _pipeline(stack)
     doc = synth_stack(stack)
     assert resources(doc, "google_service_account") == []
     assert resources(doc, "google_project_iam_member") == []
     connector = _by_name(doc, "kafka-connect_connector", "name", "raw")
-    assert connector["config_sensitive"]["keyfile"] == "${var.raw_gcp_keyfile}"
-    assert doc["variable"]["raw_gcp_keyfile"]["sensitive"] is True
+    assert connector["config"]["keyfile"] == "/etc/kafka-connect/secrets/raw-gcp-key.json"
+    assert "raw_gcp_keyfile" not in doc.get("variable", {})
 
 
 def test_expose_creates_latest_state_view_authorized_on_raw_dataset(stack):
@@ -144,7 +148,7 @@ def test_postgres_views_order_by_lsn():
         host="db",
         database="shop",
         schema="public",
-        tables={"orders": ["id"]},
+        tables={"orders": Table(["id"], [Column("id", ColumnType.INT64)])},
         topic_prefix="pg",
     )
     sink = BigQuerySink(stack, "raw", source=source, dataset="pg_raw")
@@ -168,11 +172,11 @@ def test_add_view_renders_refs_and_depends_on_them(stack):
 
 def test_grant_query_until_compiles_to_iam_condition(stack):
     wh = MicroWarehouse(stack, "finance", owners=[Principal.group("o@acme.com")])
-    wh.grant_query(Principal.user("auditor@acme.com"), until=datetime(2027, 3, 31, 12, tzinfo=UTC))
+    wh.grant_query(Principal.user("auditor@acme.com"), until=datetime(2030, 3, 31, 12, tzinfo=UTC))
     doc = synth_stack(stack)
     access = next(a for a in resources(doc, "google_bigquery_dataset_access") if a.get("user_by_email") == "auditor@acme.com")
     assert access["role"] == "READER"
-    assert access["condition"][0]["expression"] == 'request.time < timestamp("2027-03-31T12:00:00Z")'
+    assert access["condition"][0]["expression"] == 'request.time < timestamp("2030-03-31T12:00:00Z")'
     [job_user] = resources(doc, "google_project_iam_member")
     assert job_user["member"] == "user:auditor@acme.com"
     assert job_user["condition"][0]["expression"] == access["condition"][0]["expression"]

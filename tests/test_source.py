@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from datapipe_cdk import CdcSource, Column, DatapipeError, Engine, SnapshotMode, Table
+from datapipe_cdk import CdcSource, Column, ColumnType, DatapipeError, Engine, SnapshotMode, Table
 
 from .conftest import make_stack, resources, synth_stack
 
@@ -13,12 +13,18 @@ def _connector(doc, name):
     return next(c for c in resources(doc, "kafka-connect_connector") if c["name"] == name)
 
 
+KEYED = Table(["id"], [Column("id", ColumnType.INT64)])
+ACCOUNTS = Table(
+    ["id"], [Column("id", ColumnType.INT64), Column("name"), Column("email"), Column("phone"), Column("age", ColumnType.INT64)]
+)
+
+
 def _source(stack, **overrides):
     kwargs = dict(
         engine="mysql",
         host="payments-mysql",
         database="payments",
-        tables={"orders": ["id"], "refunds": ["id"], "accounts": ["id"]},
+        tables={"orders": KEYED, "refunds": KEYED, "accounts": ACCOUNTS},
         topic_prefix="payments",
     )
     kwargs.update(overrides)
@@ -76,16 +82,21 @@ def test_binlog_connector_config(stack, engine, connector_class):
     assert config["schema.history.internal.producer.security.protocol"] == "SASL_PLAINTEXT"
 
 
-def test_password_and_jaas_only_in_config_sensitive_as_variables(stack):
+def test_secrets_are_worker_file_references_never_values_or_variables(stack):
     _source(stack)
     doc = synth_stack(stack)
     connector = _connector(doc, "payments-db")
-    assert "database.password" not in connector["config"]
-    assert connector["config_sensitive"]["database.password"] == "${var.payments_db_password}"
-    jaas = connector["config_sensitive"]["schema.history.internal.producer.sasl.jaas.config"]
-    assert 'password="${var.connect_sasl_password}"' in jaas
-    assert doc["variable"]["payments_db_password"]["sensitive"] is True
-    assert doc["variable"]["connect_sasl_password"]["sensitive"] is True
+    secrets = "/etc/kafka-connect/secrets/payments-db.properties"
+    assert connector["config"]["database.password"] == f"$${{file:{secrets}:database.password}}"
+    for client in ("producer", "consumer"):
+        key = f"schema.history.internal.{client}.sasl.jaas.config"
+        assert connector["config"][key] == f"$${{file:{secrets}:kafka.sasl.jaas.config}}"
+    assert "config_sensitive" not in connector
+    assert not {"payments_db_password", "connect_sasl_password"} & set(doc.get("variable", {}))
+    manifest = doc["output"]["datapipe_manifest"]["value"]
+    assert {"file": secrets, "keys": ["database.password", "kafka.sasl.jaas.config"], "used_by": "payments-db"}.items() <= (
+        manifest["worker_secrets"][0].items()
+    )
 
 
 def test_masked_hashed_and_excluded_columns(stack):
@@ -101,18 +112,19 @@ def test_masked_hashed_and_excluded_columns(stack):
 def test_connector_depends_on_its_topics_and_acls(stack):
     _source(stack)
     connector = _connector(synth_stack(stack), "payments-db")
-    assert sum(d.startswith("kafka_topic.") for d in connector["depends_on"]) == 4
+    assert sum(d.startswith("kafka_topic.") for d in connector["depends_on"]) == 4  # 3 tables + history
     assert any(d.startswith("kafka_acl.") for d in connector["depends_on"])
 
 
-def test_connect_principal_gets_prefixed_write_and_history_acls(stack):
+def test_connect_principal_gets_literal_acls_on_exactly_the_declared_topics(stack):
     _source(stack)
     rows = {
         (a["resource_type"], a["resource_name"], a["resource_pattern_type_filter"], a["acl_operation"])
         for a in resources(synth_stack(stack), "kafka_acl")
         if a["acl_principal"] == "User:connect"
     }
-    assert ("Topic", "payments.", "Prefixed", "Write") in rows
+    assert ("Topic", "payments.payments.orders", "Literal", "Write") in rows
+    assert not any(pattern == "Prefixed" for _, _, pattern, _ in rows)
     assert ("Topic", "_schema-history.payments", "Literal", "Read") in rows
     assert ("Group", "payments-schemahistory", "Literal", "Read") in rows
     assert ("Topic", "connect-offsets", "Literal", "Write") in rows
@@ -128,13 +140,13 @@ def test_topic_accessor_returns_the_table_topic(stack):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"engine": "oracle"}, "engine must be one of 'mysql', 'mariadb', 'postgresql', got 'oracle'"),
+        ({"engine": "oracle"}, "engine must be one of 'mysql', 'mariadb', 'postgresql' (or the Engine member), got 'oracle'"),
         ({"tables": {}}, "tables must name at least one table"),
-        ({"tables": {"bad-name": ["id"]}}, "table name must be a table name"),
+        ({"tables": {"bad-name": KEYED}}, "table name must be a table name"),
         ({"port": 70000}, "port must be <= 65535, got 70000"),
         ({"host": "bad host"}, "host must be a host name"),
         ({"masked": {"ghost": ["x"]}}, "masked names a table that is not captured"),
-        ({"masked": {"orders": ["id"]}}, "primary key column orders.id cannot be masked"),
+        ({"masked": {"accounts": ["id"]}}, "primary key column accounts.id cannot be masked"),
         ({"masked": {"accounts": ["email"]}, "excluded": {"accounts": ["email"]}}, "has two treatments"),
         ({"tables": {"orders": Table(["id"], [Column("amount")])}}, "primary key columns must be among its columns"),
         ({"heartbeat": timedelta(0)}, "heartbeat must be longer than"),

@@ -59,7 +59,7 @@ def test_replication_factor_defaults_to_min_of_three_and_brokers():
         ({"name": "t", "retention": timedelta(seconds=-5)}, "retention must be longer than"),
         (
             {"name": "t", "cleanup_policy": "compress"},
-            "cleanup_policy must be one of 'delete', 'compact', 'compact,delete', got 'compress'",
+            "cleanup_policy must be one of 'delete', 'compact', 'compact,delete' (or the CleanupPolicy member), got 'compress'",
         ),
         ({"name": "t", "config": {"retention.ms": "5"}}, "config must not set 'retention.ms'"),
         ({"name": "t", "partitions": "3"}, "partitions must be an integer, got '3'"),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._validate import path_of
+from .._core import path_of
 from ..schema import CapturedTable, Classification, ColumnType, InfoType, Treatment
 from ..sink import ChangelogTable
 from ..warehouse import MicroWarehouse, View
@@ -47,8 +47,13 @@ class ClassifiedColumn:
 
     @property
     def exposes_pii(self) -> bool:
-        """PII that arrives as written at the source (neither masked nor hashed)."""
-        return self.is_pii and self.treatment is None
+        """PII that can be read where it arrives: as written, or hashed.
+
+        Hashed PII counts: Debezium takes the salt from a config *key*, which Terraform's plan and state
+        and Kafka Connect's REST API all show, so anyone who can read those can test guesses (e-mail
+        addresses and phone numbers are few enough to try them all). Only masking (or exclusion) hides it.
+        """
+        return self.is_pii and self.treatment is not Treatment.MASKED
 
     @property
     def qualified(self) -> str:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from constructs import Construct
 
 from .. import _validate as check
-from .._validate import path_of
+from .._core import PipelineConstruct, path_of, pipeline_of
 from ..dataset import Dataset
 from ..errors import DatapipeError
 from ..principal import Principal
@@ -28,7 +28,7 @@ LIKELIHOODS = ("VERY_UNLIKELY", "UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
 FINDINGS_TABLE = "findings"
 
 
-class DlpInspection(Construct):
+class DlpInspection(PipelineConstruct):
     """Scan every changelog table of the stack's clean datasets (or ``tables``) every ``every``.
 
     ``findings_dataset`` is created here, owned by ``owners``, keeping findings ``findings_retention``.
@@ -47,10 +47,8 @@ class DlpInspection(Construct):
         findings_dataset: str = "dlp_findings",
         findings_retention: timedelta = timedelta(days=90),
     ) -> None:
-        from ..stack import DataPipelineStack
-
         path = check.child_path(scope, inspection_id, "DlpInspection")
-        stack = DataPipelineStack.of(scope)
+        stack = pipeline_of(scope, path)
         check.duration(path, "every", every, minimum=timedelta(days=1) - timedelta(microseconds=1))
         if every > timedelta(days=60):
             raise DatapipeError(path, "every must be at most 60 days (a DLP schedule limit)", every)
@@ -62,9 +60,7 @@ class DlpInspection(Construct):
         chosen = self._chosen(path, stack, tables)
         if stack.gcp.manage_iam:  # the findings dataset (created below), checked before anything joins the tree
             Dataset.check_arguments(path, stack, findings_dataset, None, None, False, findings_retention, owners, ())
-        super().__init__(scope, inspection_id)
-        check.adopt(scope, self, inspection_id, owns_children=True)
-        self.pipeline = stack
+        super().__init__(scope, inspection_id, pipeline=stack, path=path)
         self.tables = chosen
         self.enabled = stack.gcp.manage_iam
         self.template: DataLossPreventionInspectTemplate | None = None

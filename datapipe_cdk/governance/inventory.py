@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from constructs import Construct, IConstruct
 
-from .._validate import path_of
+from .._core import path_of
 from ..dataset import Dataset
 from ..schema import CapturedTable
 from ..sink import BigQuerySink

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
-from .._validate import path_of
+from .._core import path_of
 from ..acl import KafkaAcl, Permission
 from ..providers.google import BigqueryDatasetAccess, ProjectIamMember
+from ..schema import Treatment
 from ..units import FOREVER
 from . import inventory
 from .classification import ClassifiedColumn, changelog_columns, view_columns
 
 if TYPE_CHECKING:
-    from ..stack import DataPipelineStack
+    from .._core import PipelineStack
 
 _PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
@@ -47,7 +48,7 @@ class Policy(ABC):
     description: ClassVar[str]
 
     @abstractmethod
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         """Yield one violation per piece of data that breaks the rule."""
 
     def violation(self, path: str, message: str) -> Violation:
@@ -60,7 +61,7 @@ class PiiOnlyInPiiDatasets(Policy):
     name = "pii-in-clean-dataset"
     description = "A PII column may reach a dataset only masked, hashed or excluded unless the dataset holds_pii=True"
 
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         for sink in inventory.sinks(stack):
             if sink.dataset.holds_pii:
                 continue
@@ -77,10 +78,15 @@ class PiiOnlyInPiiDatasets(Policy):
         for column in columns:
             if column.exposes_pii:
                 kind = f" ({column.info_type.value})" if column.info_type else ""
+                how = (
+                    "hashed (its salt is visible in plan, state and Connect's REST API, so the hash can be reversed by guessing)"
+                    if column.treatment is Treatment.HASHED
+                    else "unmasked"
+                )
                 yield self.violation(
                     path,
-                    f"PII column {column.qualified}{kind} reaches dataset {dataset} unmasked; "
-                    f"mask/hash/exclude it at {column.source_path} or declare the dataset holds_pii=True",
+                    f"PII column {column.qualified}{kind} reaches dataset {dataset} {how}; "
+                    f"mask or exclude it at {column.source_path} or declare the dataset holds_pii=True",
                 )
 
 
@@ -93,7 +99,7 @@ class PiiDatasetRetention(Policy):
     def __init__(self, maximum: timedelta = timedelta(days=3 * 365)) -> None:
         self.maximum = maximum
 
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         limit = f"at most {self.maximum.days} days"
         for dataset in inventory.datasets(stack):
             if not dataset.holds_pii:
@@ -118,7 +124,7 @@ class PiiTopicRetention(Policy):
     def __init__(self, maximum: timedelta = timedelta(days=30)) -> None:
         self.maximum = maximum
 
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         for topic in inventory.topics(stack):
             exposed = [c for c in inventory.topic_columns(topic) if c.exposes_pii]
             if not exposed:
@@ -147,7 +153,7 @@ class NoPublicPrincipals(Policy):
     name = "no-public-principals"
     description = "No grant to allUsers, allAuthenticatedUsers or every Kafka resource ('*')"
 
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         for access in inventory.find(stack, BigqueryDatasetAccess):
             member = access.attributes.get("special_group") or access.attributes.get("iam_member")
             if member in _PUBLIC_MEMBERS:
@@ -179,7 +185,7 @@ class OwnerRequired(Policy):
     name = "owner-required"
     description = "Every dataset and topic has an owner"
 
-    def check(self, stack: DataPipelineStack) -> Iterator[Violation]:
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
         for dataset in inventory.datasets(stack):
             if not dataset.owners:
                 path = path_of(inventory.owning_construct(dataset))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import jsii
 from constructs import Construct, IValidation
 
-from .._validate import path_of
+from .._core import PipelineStack, path_of, pipeline_of
 from ..errors import DatapipeError
+from ..manifest import Manifest
 from . import inventory
 from .policy import Policy, Violation, default_policies
-
-if TYPE_CHECKING:
-    from ..stack import DataPipelineStack
 
 MIN_REASON = 10
 
@@ -46,31 +43,26 @@ class _PolicyValidation:
 
 
 class Governance:
-    """The policies of one stack. Every ``DataPipelineStack`` gets one; reach it with ``Governance.of``."""
+    """The policies of one stack: checked at synth, with their opt-outs and grants in the manifest.
 
-    def __init__(self, stack: DataPipelineStack) -> None:
+    Every ``DataPipelineStack`` creates its own; reach it with ``Governance.of(construct)``.
+    """
+
+    def __init__(self, stack: PipelineStack) -> None:
         self.stack = stack
         self.policies: list[Policy] = default_policies()
         self.opt_outs: list[OptOut] = []
         self.origins: dict[str, str] = {}
         """Construct path -> where it was requested (``stacks/teams/x.yaml:12``), quoted in violations."""
-
-    @classmethod
-    def attach(cls, stack: DataPipelineStack) -> Governance:
-        """Give ``stack`` its governance: policies checked at synth, opt-outs and grants in the manifest."""
-        governance = cls(stack)
-        stack.governance = governance  # type: ignore[attr-defined]
-        stack.node.add_validation(_PolicyValidation(governance))
-        stack.registry.manifest_parts.append(governance.describe)
-        return governance
+        stack.node.add_validation(_PolicyValidation(self))
+        stack.registry.manifest_parts.append(self.describe)
 
     @staticmethod
     def of(scope: Construct) -> Governance:
-        from ..stack import DataPipelineStack
-
-        stack = DataPipelineStack.of(scope)
-        governance = getattr(stack, "governance", None)
-        return governance if isinstance(governance, Governance) else Governance.attach(stack)
+        governance = getattr(pipeline_of(scope), "governance", None)
+        if not isinstance(governance, Governance):
+            raise DatapipeError(path_of(scope), "governance needs a DataPipelineStack", scope)
+        return governance
 
     @property
     def policy_names(self) -> list[str]:
@@ -121,23 +113,21 @@ class Governance:
         origin = self.origins[max(paths, key=len)]
         return Violation(violation.policy, violation.path, f"{violation.message} (requested in {origin})")
 
-    def describe(self, manifest: dict[str, Any]) -> None:
+    def describe(self, manifest: Manifest) -> None:
         """Manifest part: active policies, opt-outs with their reasons, temporary grants and their expiry."""
         with inventory.snapshot(self.stack):
             self._describe(manifest)
 
-    def _describe(self, manifest: dict[str, Any]) -> None:
+    def _describe(self, manifest: Manifest) -> None:
         kafka = [grant for topic in inventory.topic_references(self.stack) for grant in topic.temporary_grants]
         bigquery = [
             {**grant, "dataset": w.dataset.dataset_id, "path": path_of(w)}
             for w in inventory.warehouses(self.stack)
             for grant in w.temporary_grants
         ]
-        manifest["governance"] = {
-            "policies": self.policy_names,
-            "opt_outs": [o.as_dict() for o in self.opt_outs],
-            "temporary_grants": {"kafka": kafka, "bigquery": bigquery},
-        }
+        manifest.governance.policies = self.policy_names
+        manifest.governance.opt_outs = [o.as_dict() for o in self.opt_outs]
+        manifest.governance.temporary_grants = {"kafka": kafka, "bigquery": bigquery}
 
 
 def opt_out(construct: Construct, policy: str | Policy | type[Policy], reason: str) -> OptOut:

@@ -26,10 +26,8 @@ from cdktf import (
     TerraformStack,
 )
 from constructs import Construct
-from jsii.errors import JSIIError
 
-from .._validate import adopt, path_of
-from ..errors import DatapipeError
+from .._core import note_child, path_of, pipeline_of, remember_path
 
 
 def _present(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,22 +72,19 @@ class ResourceTable(TerraformElement):
         self._stack_path = path_of(stack)
         self._ask_cdktf_for_ids = _names_resources_its_own_way(stack)
         self._resources: list[Resource] = []
+        self._moved: list[tuple[str, Resource]] = []
 
     @staticmethod
     def of(scope: Construct) -> ResourceTable:
-        """The table of the DataPipelineStack that ``scope`` lives in."""
-        table: ResourceTable | None = getattr(getattr(scope, "pipeline", None), "resource_table", None)
-        if table is None:
-            try:
-                table = getattr(TerraformStack.of(scope), "resource_table", None)
-            except (JSIIError, RuntimeError):  # jsii's errors for "no stack above this construct"
-                table = None
-        if table is None:
-            raise DatapipeError(path_of(scope), "datapipe-cdk resources must be created inside a DataPipelineStack", scope)
-        return table
+        """The table of the DataPipelineStack that ``scope`` lives in (at any depth)."""
+        return pipeline_of(scope).resource_table
 
     def add(self, resource: Resource) -> None:
         self._resources.append(resource)
+
+    def add_moved(self, previous_logical_id: str, current: Resource) -> None:
+        """Record that earlier versions named ``current`` ``previous_logical_id`` (an OpenTofu ``moved`` block)."""
+        self._moved.append((previous_logical_id, current))
 
     def logical_id(self, resource: Resource) -> str:
         """The resource's Terraform name, computed here as cdktf would (no round trip per resource)."""
@@ -101,7 +96,20 @@ class ResourceTable(TerraformElement):
         blocks: dict[str, dict[str, Any]] = {}
         for resource in self._resources:
             blocks.setdefault(resource.TYPE, {})[self.logical_id(resource)] = resource.synthesized_attributes()
-        return {"resource": blocks} if blocks else {}
+        result: dict[str, Any] = {"resource": blocks} if blocks else {}
+        moved = [
+            {"from": f"{current.TYPE}.{previous}", "to": f"{current.TYPE}.{self.logical_id(current)}"}
+            for previous, current in self._moved
+            if previous != self.logical_id(current)
+        ]
+        if moved:
+            result["moved"] = moved
+        return result
+
+    def previous_logical_id(self, scope: Construct, construct_id: str) -> str:
+        """The logical id a resource with ``construct_id`` under ``scope`` had (for ``moved`` blocks)."""
+        path = f"{path_of(scope)}/{construct_id}"
+        return logical_id(path[len(self._stack_path) + 1 :].split("/"))
 
 
 class Resource(TerraformResource):
@@ -119,7 +127,8 @@ class Resource(TerraformResource):
         depends_on: Sequence[ITerraformDependable] | None = None,
         ignore_changes: Sequence[str] | None = None,
     ) -> None:
-        table = ResourceTable.of(scope)
+        stack = pipeline_of(scope)
+        table = stack.resource_table
         # jsii.create is what cdktf's generated __init__ calls after its per-call typeguard checks
         # (a third of the creation cost); our L1 arguments are typed and checked already.
         config: dict[str, Any] = {
@@ -131,10 +140,12 @@ class Resource(TerraformResource):
         if ignore_changes:
             config["lifecycle"] = {"ignoreChanges": list(ignore_changes)}
         jsii.create(self.__class__, self, [scope, construct_id, config])
-        adopt(scope, self, construct_id)
+        remember_path(self, f"{path_of(scope)}/{construct_id}")
+        note_child(scope, construct_id)
         self.attributes: dict[str, Any] = _present(attributes)
         self.logical_id_overridden = False
         table.add(self)
+        stack.registry.constructs.append(self)
 
     def synthesized_attributes(self) -> Mapping[str, Any]:
         """The attributes written to the Terraform JSON (the stack's ResourceTable asks at synth)."""
@@ -162,7 +173,8 @@ class Provider(TerraformProvider):
                 provider_name=self.TYPE, provider_version_constraint=self.VERSION
             ),
         )
-        adopt(scope, self, construct_id)
+        remember_path(self, f"{path_of(scope)}/{construct_id}")
+        note_child(scope, construct_id)
         self.attributes: dict[str, Any] = _present(attributes)
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:

@@ -44,7 +44,7 @@ class Credentials:
                 return self.databases[key]
         raise CredentialsError(
             f"no database login for source {source.name!r} ({source.engine}) in {self.origin}; start the local "
-            f"stack (python -m integration.launcher up) or set DATAPIPE_{_engine_key(source.engine).upper()}_USER "
+            f"stack (python -m datapipe_cdk.local up) or set DATAPIPE_{_engine_key(source.engine).upper()}_USER "
             "and _PASSWORD"
         )
 

@@ -52,7 +52,7 @@ def consumer_config(kafka: KafkaEndpoint, login: Login | None) -> dict[str, Any]
     if kafka.security_protocol.startswith("SASL"):
         if login is None:
             raise StreamError(
-                "Kafka needs a SASL login; start the local stack (python -m integration.launcher up) "
+                "Kafka needs a SASL login; start the local stack (python -m datapipe_cdk.local up) "
                 "or set DATAPIPE_KAFKA_USERNAME and DATAPIPE_KAFKA_PASSWORD"
             )
         config.update({"sasl.mechanism": kafka.sasl_mechanism or "SCRAM-SHA-512",

@@ -50,7 +50,9 @@ def make_stack(*, manage_iam: bool = True) -> DataPipelineStack:
         App(),
         "test",
         kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=3, tls=False, sasl_username="admin"),
-        connect=ConnectCluster(url="http://connect:8083", principal=Principal.kafka_user("connect")),
+        connect=ConnectCluster(
+            url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
+        ),
         gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam),
     )
 

@@ -10,7 +10,7 @@ from datapipe_cdk import MicroWarehouse, Principal
 from datapipe_cdk.access import expired_grants, format_table, review, who_can_read
 from tests.governance.helpers import OWNER, make_sink, make_source, make_stack, synth
 
-UNTIL = datetime(2027, 3, 31, tzinfo=UTC)
+UNTIL = datetime(2030, 3, 31, tzinfo=UTC)
 
 
 def _stack():
@@ -29,9 +29,8 @@ def _resources(doc, kind):
 @pytest.mark.parametrize(
     "until, stamp",
     [
-        (UNTIL, "2027-03-31T00:00:00Z"),
-        (datetime(2027, 3, 31, 2, 30), "2027-03-31T02:30:00Z"),  # naive: taken as UTC
-        (datetime(2027, 3, 31, 2, 30, tzinfo=timezone(timedelta(hours=2))), "2027-03-31T00:30:00Z"),
+        (UNTIL, "2030-03-31T00:00:00Z"),
+        (datetime(2030, 3, 31, 2, 30, tzinfo=timezone(timedelta(hours=2))), "2030-03-31T00:30:00Z"),
     ],
 )
 def test_grant_query_until_compiles_to_an_iam_condition_on_request_time(until, stamp):
@@ -76,7 +75,7 @@ def test_kafka_grant_until_records_the_expiry_and_its_acls_in_the_manifest():
             "principal": "User:auditor",
             "topic": "payments.payments.orders",
             "access": "read",
-            "until": "2027-03-31T00:00:00Z",
+            "until": "2030-03-31T00:00:00Z",
             "acls": [list(a.key) for a in acls],
         }
     ]
@@ -92,7 +91,7 @@ def test_expired_kafka_grants_are_listed_only_after_expiry_and_while_present():
     assert (grant.principal, grant.resource, grant.until, grant.acls_present, grant.where) == (
         "User:auditor",
         "Topic:payments.payments.orders",
-        "2027-03-31T00:00:00Z",
+        "2030-03-31T00:00:00Z",
         3,
         "synthesized stack",
     )
@@ -113,7 +112,7 @@ def test_access_review_lists_who_can_read_what_across_kafka_and_bigquery():
         ("kafka", "Topic:payments.payments.orders", "Read")
     ]
     assert [(e.resource, e.access, e.expires) for e in readers["user:auditor@acme.com"]] == [
-        ("dataset:risk", "read", "2027-03-31T00:00:00Z")
+        ("dataset:risk", "read", "2030-03-31T00:00:00Z")
     ]
     assert [(e.resource, e.access) for e in readers["group:risk@acme.com"]] == [("dataset:risk", "read")]
     assert [(e.resource, e.access) for e in readers["view:risk.orders"]] == [("dataset:payments_raw", "authorized view")]

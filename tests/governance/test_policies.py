@@ -38,17 +38,27 @@ from tests.governance.helpers import (
 
 def _masked_pipeline() -> DataPipelineStack:
     stack = make_stack()
-    source = make_source(stack, masked={"accounts": ["email"]}, hashed={"accounts": ["phone"]})
+    source = make_source(stack, masked={"accounts": ["email"]}, excluded={"accounts": ["phone"]})
     raw = make_sink(stack, source, retention=timedelta(days=365))
     team = MicroWarehouse(stack, "finance", owners=[Principal.group("finance-eng@acme.com")])
     team.expose(raw.table("accounts"))
     return stack
 
 
-def test_masked_and_hashed_pii_passes_every_policy():
+def test_masked_and_excluded_pii_passes_every_policy():
     stack = _masked_pipeline()
     assert messages(stack) == []
     synth(stack)  # policies run at synth too
+
+
+def test_hashed_pii_counts_as_pii_because_its_salt_is_not_secret():
+    stack = make_stack()
+    make_sink(stack, make_source(stack, masked={"accounts": ["email"]}, hashed={"accounts": ["phone"]}))
+    assert messages(stack) == [
+        "test/raw/changelog-accounts: PII column accounts.phone (PHONE_NUMBER) reaches dataset payments_raw hashed "
+        "(its salt is visible in plan, state and Connect's REST API, so the hash can be reversed by guessing); "
+        "mask or exclude it at test/payments-db or declare the dataset holds_pii=True"
+    ]
 
 
 # pii-in-clean-dataset
@@ -59,7 +69,7 @@ def test_unmasked_pii_reaching_a_clean_sink_dataset_is_refused_with_its_path():
     make_sink(stack, make_source(stack, masked={"accounts": ["email"]}))
     assert messages(stack) == [
         "test/raw/changelog-accounts: PII column accounts.phone (PHONE_NUMBER) reaches dataset payments_raw unmasked; "
-        "mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True"
+        "mask or exclude it at test/payments-db or declare the dataset holds_pii=True"
     ]
 
 
@@ -70,7 +80,7 @@ def test_unmasked_pii_reaching_a_clean_warehouse_view_is_refused():
     finance.expose(raw.table("accounts"), columns=["id", "email", "country"])
     assert messages(stack) == [
         "test/finance/view-accounts: PII column accounts.email (EMAIL_ADDRESS) reaches dataset finance unmasked; "
-        "mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True"
+        "mask or exclude it at test/payments-db or declare the dataset holds_pii=True"
     ]
 
 
@@ -148,7 +158,7 @@ def test_a_public_grant_is_refused():
     team.grant_query(Principal.all_authenticated_users(), allow_public=True)
     found = messages(stack)
     assert len(found) == 1
-    assert found[0].startswith("test/finance/dataset/access-")
+    assert found[0].startswith("test/finance/dataset/grant-reader-allAuthenticatedUsers")
     assert found[0].endswith("dataset finance grants READER to allAuthenticatedUsers (public); grant a group or user instead")
 
 

@@ -36,7 +36,7 @@ views:
     sql: SELECT * FROM {{ ref('orders') }} WHERE amount > 1000
 temporary_grants:
   - principal: user:investigator@acme.com
-    until: 2027-01-31T00:00:00Z
+    until: 2030-01-31T00:00:00Z
 """
 
 
@@ -70,7 +70,7 @@ def test_a_valid_team_file_compiles_to_a_microwarehouse(tmp_path):
     assert list(warehouse.views) == ["orders", "account_geo", "big_orders"]
     assert warehouse.views["account_geo"].columns == ("id", "country")
     assert warehouse.views["big_orders"].depends_on == ("orders",)
-    assert warehouse.temporary_grants == [{"principal": "user:investigator@acme.com", "until": "2027-01-31T00:00:00Z"}]
+    assert warehouse.temporary_grants == [{"principal": "user:investigator@acme.com", "until": "2030-01-31T00:00:00Z"}]
     assert messages(stack) == []
 
 
@@ -114,7 +114,7 @@ def test_the_example_team_file_is_compiled_into_the_payments_stack():
             "teams/team.yaml:1: file: 'owners' is a required property, got {",
         ),
         (
-            VALID.replace("    until: 2027-01-31T00:00:00Z", "    until: next tuesday"),
+            VALID.replace("    until: 2030-01-31T00:00:00Z", "    until: next tuesday"),
             "teams/team.yaml:20: temporary_grants[0].until: has the wrong format (expected when access ends, as an RFC 3339 time",
         ),
         (
@@ -164,7 +164,7 @@ def test_a_request_that_breaks_a_policy_is_refused_with_the_policy_message_and_i
     compile_team(stack, spec)
     assert messages(stack) == [
         "test/fraud-analytics/view-account_geo: PII column accounts.email (EMAIL_ADDRESS) reaches dataset fraud_analytics "
-        "unmasked; mask/hash/exclude it at test/payments-db or declare the dataset holds_pii=True "
+        "unmasked; mask or exclude it at test/payments-db or declare the dataset holds_pii=True "
         "(requested in teams/team.yaml:11)"
     ]
 

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from integration.launcher._process import (
+from datapipe_cdk.local._process import (
     ServiceError,
     data_dir,
     ensure_port_free,
@@ -38,7 +38,7 @@ from integration.launcher._process import (
     stop_process,
     wait_until,
 )
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local.config import StackConfig
 
 if TYPE_CHECKING:
     from google.cloud.bigquery import Client
@@ -313,7 +313,7 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.bigquery install|verify`` (start/stop/status: ``python -m integration.launcher``)."""
+    """``python -m datapipe_cdk.local.bigquery install|verify`` (start/stop/status: ``python -m datapipe_cdk.local``)."""
     cfg = StackConfig()
     command = argv[0] if argv else ""
     if command == "install":
@@ -322,7 +322,7 @@ def main(argv: list[str]) -> int:
         for line in verify(cfg):
             _say(f"verify: {line}")
     else:
-        print("usage: python -m integration.launcher.bigquery install|verify", file=sys.stderr)
+        print("usage: python -m datapipe_cdk.local.bigquery install|verify", file=sys.stderr)
         return 2
     return 0
 

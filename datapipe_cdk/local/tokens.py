@@ -26,8 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from integration.launcher._process import write_private
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local._process import write_private
+from datapipe_cdk.local.config import StackConfig
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -1,5 +1,5 @@
 """Launcher for the local real stack: Kafka (KRaft), Kafka Connect, databases, BigQuery emulator.
 
 Every service binds to 127.0.0.1, writes a pid file under the run directory and is stopped by PID.
-Use ``python -m integration.launcher up|down|status``.
+Use ``python -m datapipe_cdk.local up|down|status``.
 """

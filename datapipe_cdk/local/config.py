@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from integration.launcher._process import run_dir
+from datapipe_cdk.local._process import run_dir
 
 HOST = "127.0.0.1"
 
@@ -24,7 +24,8 @@ _DEFAULT_PORTS: dict[str, int] = {
 }
 
 
-def _port(name: str) -> int:
+def port(name: str) -> int:
+    """The local port of service ``name``: ``$DATAPIPE_<NAME>_PORT`` or the default."""
     raw = os.environ.get(f"DATAPIPE_{name.upper()}_PORT")
     if raw is None:
         return _DEFAULT_PORTS[name]
@@ -32,6 +33,16 @@ def _port(name: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"DATAPIPE_{name.upper()}_PORT must be an integer, got {raw!r}") from None
+
+
+def run_dir_path() -> Path:
+    """The run directory's path (``$DATAPIPE_RUN_DIR`` or ``~/.cache/datapipe-cdk/run``), nothing created."""
+    return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
+
+
+def worker_secrets_dir() -> Path:
+    """Where the local Connect worker reads connector secrets (``ConnectCluster.secrets_dir`` locally)."""
+    return run_dir_path() / "connect-secrets"
 
 
 def cache_dir() -> Path:
@@ -44,15 +55,15 @@ class StackConfig:
     """Where every local service listens and where its files live. Host is always 127.0.0.1."""
 
     host: str = HOST
-    kafka_port: int = field(default_factory=lambda: _port("kafka"))
-    kafka_controller_port: int = field(default_factory=lambda: _port("kafka_controller"))
-    connect_port: int = field(default_factory=lambda: _port("connect"))
-    mariadb_port: int = field(default_factory=lambda: _port("mariadb"))
-    postgres_port: int = field(default_factory=lambda: _port("postgres"))
-    bigquery_port: int = field(default_factory=lambda: _port("bigquery"))
-    bigquery_grpc_port: int = field(default_factory=lambda: _port("bigquery_grpc"))
-    token_port: int = field(default_factory=lambda: _port("token"))
-    tls_front_port: int = field(default_factory=lambda: _port("tls_front"))
+    kafka_port: int = field(default_factory=lambda: port("kafka"))
+    kafka_controller_port: int = field(default_factory=lambda: port("kafka_controller"))
+    connect_port: int = field(default_factory=lambda: port("connect"))
+    mariadb_port: int = field(default_factory=lambda: port("mariadb"))
+    postgres_port: int = field(default_factory=lambda: port("postgres"))
+    bigquery_port: int = field(default_factory=lambda: port("bigquery"))
+    bigquery_grpc_port: int = field(default_factory=lambda: port("bigquery_grpc"))
+    token_port: int = field(default_factory=lambda: port("token"))
+    tls_front_port: int = field(default_factory=lambda: port("tls_front"))
     run_dir: Path = field(default_factory=run_dir)
     cache_dir: Path = field(default_factory=cache_dir)
 

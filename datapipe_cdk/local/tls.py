@@ -10,7 +10,7 @@ JVM alone gets:
 * ``-Djavax.net.ssl.trustStore=<run>/gcp/truststore.p12``: the JDK's own CAs plus a CA generated
   for this run directory.
 
-The front (this module, ``python -m integration.launcher.tls serve``) accepts ``CONNECT`` only for
+The front (this module, ``python -m datapipe_cdk.local.tls serve``) accepts ``CONNECT`` only for
 Google's API host names, terminates TLS with a certificate for them signed by the project CA, and
 forwards the plain HTTP to the emulator (``bigquery.googleapis.com``, ``www.googleapis.com``) or
 to the local token endpoint (``oauth2.googleapis.com``, ``accounts.google.com``). Everything else
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from integration.launcher._process import (
+from datapipe_cdk.local._process import (
     ServiceError,
     ensure_port_free,
     is_running,
@@ -48,8 +48,8 @@ from integration.launcher._process import (
     wait_for_port,
     write_private,
 )
-from integration.launcher.config import StackConfig
-from integration.launcher.tokens import gcp_dir, keyfile_path, serve_tokens
+from datapipe_cdk.local.config import StackConfig
+from datapipe_cdk.local.tokens import gcp_dir, keyfile_path, serve_tokens
 
 SERVICE = "gcp-front"
 TRUSTSTORE_PASSWORD = "changeit"  # integrity password of a store holding public CA certificates only
@@ -316,7 +316,7 @@ def start(cfg: StackConfig) -> None:
     ensure_port_free(cfg.host, cfg.tls_front_port, "TLS front", "DATAPIPE_TLS_FRONT_PORT")
     truststore_path(cfg)
     keyfile_path(cfg)
-    start_process(SERVICE, [sys.executable, "-m", "integration.launcher.tls", "serve"], cwd=Path(__file__).resolve().parents[2])
+    start_process(SERVICE, [sys.executable, "-m", "datapipe_cdk.local.tls", "serve"], cwd=Path(__file__).resolve().parents[2])
     wait_for_port(cfg.host, cfg.tls_front_port, 20, "TLS front", log=SERVICE)
     wait_for_port(cfg.host, cfg.token_port, 20, "token endpoint", log=SERVICE)
     _say(f"ready: CONNECT proxy {cfg.host}:{cfg.tls_front_port}, token endpoint {cfg.host}:{cfg.token_port}")
@@ -358,7 +358,7 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.tls serve|jvm-options`` (start/stop/status: ``python -m integration.launcher``)."""
+    """``python -m datapipe_cdk.local.tls serve|jvm-options`` (start/stop/status: ``python -m datapipe_cdk.local``)."""
     cfg = StackConfig()
     command = argv[0] if argv else "jvm-options"
     if command == "serve":
@@ -366,7 +366,7 @@ def main(argv: list[str]) -> int:
     elif command == "jvm-options":
         print(" ".join(connect_jvm_options(cfg)))
     else:
-        print("usage: python -m integration.launcher.tls serve|jvm-options", file=sys.stderr)
+        print("usage: python -m datapipe_cdk.local.tls serve|jvm-options", file=sys.stderr)
         return 2
     return 0
 

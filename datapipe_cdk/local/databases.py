@@ -3,7 +3,7 @@
 Neither distro service is used: each server gets its own data directory, config and port from
 ``StackConfig``, listens on 127.0.0.1 only, and is stopped by its PID. MariaDB writes a ROW/FULL
 binlog; PostgreSQL runs with ``wal_level=logical``. Both get the example ``payments`` schema from
-``integration/sql/`` and a Debezium login with the grants Debezium documents. Passwords are made
+``datapipe_cdk/local/assets/sql/`` and a Debezium login with the grants Debezium documents. Passwords are made
 once per run directory and kept in ``<run>/secrets/databases.json`` (mode 600), never in the repo.
 
 PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` OS user, and its data
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integration.launcher._process import (
+from datapipe_cdk.local._process import (
     ServiceError,
     data_dir,
     is_running,
@@ -39,13 +39,13 @@ from integration.launcher._process import (
     wait_until,
     write_private,
 )
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local.config import StackConfig
 
 if TYPE_CHECKING:
     import psycopg
     import pymysql
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "assets" / "sql"
 DEBIAN_PACKAGES = ("mariadb-server", "mariadb-client", "postgresql")
 MARIADB_SERVER_ID = 184054  # Debezium's own server id must differ: use e.g. 5400 in the connector.
 CDC_USER = "debezium"
@@ -114,7 +114,7 @@ def install() -> None:
 def mariadb_version() -> str:
     binary = _mariadbd()
     if binary is None:
-        raise ServiceError("mariadbd not found; run: python -m integration.launcher.databases install")
+        raise ServiceError("mariadbd not found; run: python -m datapipe_cdk.local.databases install")
     return _mariadbd_version(binary)
 
 
@@ -129,7 +129,7 @@ def _mariadbd_version(binary: str) -> str:
 def postgres_version() -> str:
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
-        raise ServiceError("postgres not found; run: python -m integration.launcher.databases install")
+        raise ServiceError("postgres not found; run: python -m datapipe_cdk.local.databases install")
     out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True)
     match = re.search(r"\) (\d+(?:\.\d+)*)", out.stdout)
     return match.group(1) if match else out.stdout.strip()
@@ -216,7 +216,7 @@ def start_mariadb(cfg: StackConfig) -> None:
         return
     binary = _mariadbd()
     if binary is None:
-        raise ServiceError("mariadbd not found; run: python -m integration.launcher.databases install")
+        raise ServiceError("mariadbd not found; run: python -m datapipe_cdk.local.databases install")
     paths = _mariadb_paths(cfg)
     paths["tmp"].mkdir(parents=True, exist_ok=True)
     paths["cnf"].write_text(_mariadb_cnf(cfg, paths))
@@ -321,7 +321,7 @@ def _postgres_owner() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam("postgres")
     except KeyError:
-        raise ServiceError("OS user 'postgres' missing; run: python -m integration.launcher.databases install") from None
+        raise ServiceError("OS user 'postgres' missing; run: python -m datapipe_cdk.local.databases install") from None
 
 
 def _reachable_by(account: pwd.struct_passwd, path: Path) -> bool:
@@ -401,7 +401,7 @@ def start_postgres(cfg: StackConfig) -> None:
         return
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
-        raise ServiceError("postgres not found; run: python -m integration.launcher.databases install")
+        raise ServiceError("postgres not found; run: python -m datapipe_cdk.local.databases install")
     base = _postgres_base(cfg)
     pgdata = base / "pgdata"
     creds = credentials(cfg)
@@ -585,7 +585,7 @@ def describe(cfg: StackConfig) -> dict[str, object]:
 def remove_data(cfg: StackConfig) -> None:
     """Delete both servers' data (they must be stopped); the next start re-initialises them."""
     if is_running("mariadb") or is_running("postgres"):
-        raise ServiceError("databases still running; run: python -m integration.launcher down --only databases")
+        raise ServiceError("databases still running; run: python -m datapipe_cdk.local down --only databases")
     pointer = cfg.run_dir / "data" / "postgres" / "location"
     if pointer.exists():
         external = Path(pointer.read_text().strip())
@@ -597,14 +597,14 @@ def remove_data(cfg: StackConfig) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m integration.launcher.databases install|clean`` (start/stop/status: ``python -m integration.launcher``)."""
+    """``python -m datapipe_cdk.local.databases install|clean`` (start/stop/status: ``python -m datapipe_cdk.local``)."""
     command = argv[0] if argv else ""
     if command == "install":
         install()
     elif command == "clean":
         remove_data(StackConfig())
     else:
-        print("usage: python -m integration.launcher.databases install|clean", file=sys.stderr)
+        print("usage: python -m datapipe_cdk.local.databases install|clean", file=sys.stderr)
         return 2
     return 0
 

@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from integration.launcher import _process, kafka
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import _process, kafka
+from datapipe_cdk.local.config import StackConfig
 
 NAME = "connect"
 GROUP_ID = "connect-cluster"
@@ -116,7 +116,7 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
         return pid
     _process.ensure_port_free(cfg.host, cfg.connect_port, "kafka connect REST", "DATAPIPE_CONNECT_PORT")
     if not _process.is_running(kafka.NAME):
-        raise _process.ServiceError("kafka connect needs the broker: run `python -m integration.launcher up --only kafka`")
+        raise _process.ServiceError("kafka connect needs the broker: run `python -m datapipe_cdk.local up --only kafka`")
     if not plugins_dir(cfg).is_dir():
         raise _process.ServiceError(f"connector plugins missing in {plugins_dir(cfg)}: run `make stack-deps`")
     _process.say(f"{NAME}: granting User:{kafka.CONNECT_USER} its internal topics and group {GROUP_ID}")

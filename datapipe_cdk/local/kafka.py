@@ -21,11 +21,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from integration.launcher import _process
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import _process
+from datapipe_cdk.local.config import StackConfig
 
 NAME = "kafka"
-KAFKA_VERSION = "4.3.1"  # keep in step with integration/maven/pom.xml
+KAFKA_VERSION = "4.3.1"  # keep in step with datapipe_cdk/local/assets/maven/pom.xml
 SCRAM = "SCRAM-SHA-512"
 ADMIN = "admin"
 CONNECT_USER = "connect"

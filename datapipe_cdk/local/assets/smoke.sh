@@ -2,10 +2,11 @@
 # Offline proof of the toolchain: tofu init + validate of a cdktf-style cdk.tf.json with one
 # resource of each provider, `tofu providers lock -fs-mirror`, `cdktf --version`, and
 # `cdktf deploy` of a trivial Python stack (with --skip-provider-lock, and with a lock file
-# made from the mirror). Needs `make toolchain` first. Usage: PY=.venv/bin/python tools/toolchain/smoke.sh
+# made from the mirror). Needs `make toolchain` first. Usage: PY=.venv/bin/python datapipe_cdk/local/assets/smoke.sh
 set -euo pipefail
 
-REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ASSETS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$ASSETS/../../.." && pwd)"
 PY="${PY:-$REPO_DIR/.venv/bin/python}"
 [ "${PY#/}" = "$PY" ] && PY="$REPO_DIR/$PY"
 ENV_SH="${DATAPIPE_CACHE:-$HOME/.cache/datapipe-cdk}/toolchain/env.sh"
@@ -13,7 +14,7 @@ ENV_SH="${DATAPIPE_CACHE:-$HOME/.cache/datapipe-cdk}/toolchain/env.sh"
 # shellcheck disable=SC1090
 . "$ENV_SH"
 "$PY" -m datapipe_cdk._toolchain >/dev/null
-. "$REPO_DIR/tools/toolchain/versions.env"
+. "$ASSETS/versions.env"
 PLATFORM="$(go env GOOS 2>/dev/null || echo linux)_$(go env GOARCH 2>/dev/null || echo amd64)"
 
 T0=$SECONDS

@@ -1,6 +1,6 @@
 #!/bin/bash
 # docker-compose only: run by the mariadb image's entrypoint on first start (docker-entrypoint-initdb.d).
-# Same grants and schema as integration/launcher/databases.py; the password comes from the environment.
+# Same grants and schema as datapipe_cdk/local/databases.py; the password comes from the environment.
 set -euo pipefail
 mariadb --protocol=socket -uroot -p"${MARIADB_ROOT_PASSWORD}" <<SQL
 CREATE USER IF NOT EXISTS 'debezium'@'%' IDENTIFIED BY '${DEBEZIUM_PASSWORD}';

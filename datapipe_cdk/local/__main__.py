@@ -1,4 +1,4 @@
-"""``python -m integration.launcher up|down|status [--only kafka,connect,...]``.
+"""``python -m datapipe_cdk.local up|down|status [--only kafka,connect,...]``.
 
 Starts the local real stack in dependency order (Kafka, databases, BigQuery emulator, TLS front,
 Connect), stops it by PID in reverse order, and writes ``<run>/stack.json`` with endpoints and
@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from integration.launcher import _process, bigquery, connect, databases, kafka, tls
-from integration.launcher._process import say
-from integration.launcher.config import StackConfig
+from datapipe_cdk.local import _process, bigquery, connect, databases, kafka, tls
+from datapipe_cdk.local._process import say
+from datapipe_cdk.local.config import StackConfig
 
 
 class Service(Protocol):
@@ -94,7 +94,7 @@ def select(only: str | None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m integration.launcher", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m datapipe_cdk.local", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(ORDER)}")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # docker-compose only: run by the postgres image's entrypoint on first start (docker-entrypoint-initdb.d).
-# Same roles, grants and schema as integration/launcher/databases.py; the password comes from the environment.
+# Same roles, grants and schema as datapipe_cdk/local/databases.py; the password comes from the environment.
 set -euo pipefail
 psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER}" --dbname postgres -v cdc_password="${DEBEZIUM_PASSWORD}" <<'SQL'
 CREATE ROLE payments_owner NOLOGIN;
