@@ -8,6 +8,10 @@ needs on the Python side (path, child ids, the stack) so synth makes no per-cons
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from .settings import ConnectCluster, GcpProject, KafkaCluster
 
 _PATHS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_APP_CLAIMS: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
+"""Names that must be unique across every stack of one app (a dataset in one project), per app root."""
 _STACKS: weakref.WeakKeyDictionary[Any, PipelineStack] = weakref.WeakKeyDictionary()
 
 
@@ -51,8 +57,56 @@ class Registry:
         table[name] = path
 
 
+def show_signature(cls: type) -> None:
+    """Make ``help()``, ``inspect.signature`` and Jupyter's ``?`` show ``cls``'s real parameters, and turn a
+    misspelt or missing argument into the library's error (path, the argument, the fix).
+
+    jsii's metaclass defines ``__call__(*args, **kwargs)``, which hides ``__init__`` from introspection.
+    """
+    if "__init__" not in cls.__dict__:
+        return
+    original = cls.__dict__["__init__"]
+    init = inspect.signature(original)
+    cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])  # type: ignore[attr-defined]
+
+    @functools.wraps(original)
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init.bind(self, *args, **kwargs)
+        except TypeError as error:
+            raise _argument_error(cls, init, args, kwargs, error) from None
+        original(self, *args, **kwargs)
+
+    cls.__init__ = checked_init  # type: ignore[misc]
+
+
+def _argument_error(cls: type, init: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any], error: TypeError) -> DatapipeError:
+    names = [n for n in init.parameters if n != "self"]
+    scope = args[0] if args else kwargs.get("scope")
+    construct_id = args[1] if len(args) > 1 else kwargs.get(names[1] if len(names) > 1 else "", None)
+    try:
+        where = f"{path_of(scope)}/{construct_id}" if isinstance(scope, Construct) else cls.__name__
+    except Exception:  # noqa: BLE001 - only for the message
+        where = cls.__name__
+    unknown = [k for k in kwargs if k not in init.parameters]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, names, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return DatapipeError(
+            where, f"{cls.__name__} has no argument {', '.join(hints)}; its arguments are {', '.join(names[2:])}", unknown
+        )
+    missing = re.findall(r"'(\w+)'", str(error))
+    return DatapipeError(where, f"{cls.__name__}: {error} (see help({cls.__name__}))", missing or None)
+
+
 class PipelineStack(TerraformStack):
     """What every datapipe-cdk construct needs of its stack; ``DataPipelineStack`` is the one to use."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        show_signature(cls)
 
     kafka: KafkaCluster
     connect: ConnectCluster
@@ -65,6 +119,9 @@ class PipelineStack(TerraformStack):
     def __init__(self, scope: Construct, stack_id: str, path: str) -> None:
         super().__init__(scope, stack_id)
         _PATHS[self] = path
+        self.app_claims = _APP_CLAIMS.setdefault(self.node.root, {})
+        """Names unique across the whole app, shared by its stacks: (kind, *key) -> the claimant's path."""
+        self.app_claims[("stack", stack_id)] = path
         self.child_ids: set[str] = set()
         """Ids of the children datapipe-cdk created directly in this stack."""
         self._variables: dict[str, TerraformVariable] = {}
@@ -85,6 +142,18 @@ class PipelineStack(TerraformStack):
     def claim(self, kind: str, name: str, path: str) -> None:
         """Register a unique name (topic, connector, dataset) or fail naming both claimants."""
         self.registry.claim(kind, name, path)
+
+    @property
+    def app_stack_ids(self) -> list[str]:
+        """The ids of every pipeline stack of this app created so far."""
+        return [key[1] for key in self.app_claims if key[0] == "stack"]
+
+    def claim_in_app(self, key: tuple[str, ...], path: str, what: str) -> None:
+        """Register a name unique across every stack of the app (e.g. a dataset in a project)."""
+        other = self.app_claims.get(key)
+        if other is not None and other != path:
+            raise DatapipeError(path, f"{what} is already created by {other} (another stack of this app)", key[-1])
+        self.app_claims[key] = path
 
     def sensitive_variable(self, name: str, description: str) -> TerraformVariable:
         """A sensitive string variable named exactly ``name`` (set it with ``TF_VAR_<name>``)."""
@@ -120,6 +189,10 @@ class PipelineStack(TerraformStack):
 
 class PipelineConstruct(Construct):
     """Base of every library construct: created after its arguments are checked, remembered by its stack."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        show_signature(cls)
 
     def __init__(self, scope: Construct, construct_id: str, *, pipeline: PipelineStack, path: str) -> None:
         try:

@@ -49,6 +49,7 @@ class Dataset(PipelineConstruct):
         stack = pipeline_of(scope)
         path = f"{check.path_of(scope)}/{construct_id}"
         stack.registry.claim("dataset", dataset_id, path)
+        stack.claim_in_app(("dataset", stack.gcp.project, dataset_id), path, f"dataset {stack.gcp.project}.{dataset_id}")
         super().__init__(scope, construct_id, pipeline=stack, path=path)
         self.dataset_id = dataset_id
         self.description = description
@@ -101,6 +102,14 @@ class Dataset(PipelineConstruct):
         if dataset_id in stack.registry.datasets:
             raise DatapipeError(
                 path, f"dataset is already used in this stack by {stack.registry.datasets[dataset_id]}", dataset_id
+            )
+        other = stack.app_claims.get(("dataset", stack.gcp.project, dataset_id))
+        if other is not None:
+            raise DatapipeError(
+                path,
+                f"dataset {stack.gcp.project}.{dataset_id} is already created by {other} (another stack of this app); "
+                "choose another dataset id",
+                dataset_id,
             )
         if description is not None:
             check.text(path, "description", description, max_length=16384)

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, replace
 
 from .errors import DatapipeError
+from .local import config
 from .principal import Principal
 from .settings import ConnectCluster, GcpProject, KafkaCluster
 
@@ -52,8 +53,6 @@ def apply_target(
     target = current_target()
     if target != "local":
         return kafka, connect, gcp, target
-    from .local import config
-
     host = config.HOST
     local_kafka = KafkaCluster(
         bootstrap_servers=[f"{host}:{config.port('kafka')}"], brokers=1, tls=False, sasl_username=LOCAL_KAFKA_ADMIN
@@ -84,8 +83,6 @@ def source_address(engine: str) -> SourceAddress | None:
     """
     if not is_local():
         return None
-    from .local import config
-
     name, local_engine = ("postgres", "postgresql") if engine == "postgresql" else ("mariadb", "mariadb")
     raw = os.environ.get(f"DATAPIPE_{name.upper()}_ADDRESS")
     if raw:

@@ -22,6 +22,8 @@ from ._validate import _CONSTRUCT_ID
 from .access import parse_time
 from .errors import DatapipeError
 from .governance import inventory
+from .governance.policy import Violation
+from .governance.state import Governance
 from .principal import _EMAIL, Principal
 from .schema import IDENTIFIER
 from .warehouse import MicroWarehouse
@@ -239,8 +241,6 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protectio
 
     ``deletion_protection`` is the deployment's choice (off where stacks are torn down, e.g. a local stack).
     """
-    from .governance.state import Governance
-
     data = spec.data
     team = spec.team
     if spec.stack != stack.node.id:
@@ -304,16 +304,37 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protectio
 
 
 def compile_teams(stack: DataPipelineStack, directory: str | Path, *, deletion_protection: bool = True) -> list[MicroWarehouse]:
-    """Compile every ``*.yaml`` / ``*.yml`` team file in ``directory`` that names ``stack``."""
+    """Compile every ``*.yaml`` / ``*.yml`` team file in ``directory`` that names ``stack``.
+
+    A file naming a stack the app does not have fails validation (``datapipe validate``, synth) with its
+    file and line: a typo must not leave a team's warehouse silently uncreated.
+    """
     folder = Path(directory)
     if not folder.is_dir():
         raise DatapipeError(str(folder), "team directory does not exist", str(folder))
     result = []
-    for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        spec = load(file, display=_display(file))
+    specs = [load(file, display=_display(file)) for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]
+    for spec in specs:
         if spec.stack == stack.node.id:
             result.append(compile_team(stack, spec, deletion_protection=deletion_protection))
+    key = ("team-directory", str(folder.resolve()))
+    if key not in stack.app_claims:  # the first stack compiling the directory checks every file once
+        stack.app_claims[key] = path_of(stack)
+        Governance.of(stack).checks.append(lambda: _unknown_stacks(stack, specs))
     return result
+
+
+def _unknown_stacks(stack: DataPipelineStack, specs: Sequence[TeamSpec]) -> list[Violation]:
+    known = stack.app_stack_ids
+    return [
+        Violation(
+            "team-file-stack",
+            spec.at("stack"),
+            f"names stack {spec.stack!r}, which this app does not have (stacks: {', '.join(known)}); fix the stack name",
+        )
+        for spec in specs
+        if spec.stack not in known
+    ]
 
 
 def schema_json() -> str:

@@ -6,6 +6,7 @@ Standard library plus the construct library only: ``DataPipelineStack`` attaches
 from .classification import SCANNED_INFO_TYPES, ClassifiedColumn, changelog_columns, highest, view_columns
 from .dlp import DlpInspection
 from .policy import (
+    ColumnsDeclared,
     NoPublicPrincipals,
     OwnerRequired,
     PiiDatasetRetention,
@@ -20,6 +21,7 @@ from .state import Governance, OptOut, opt_out
 __all__ = [
     "SCANNED_INFO_TYPES",
     "ClassifiedColumn",
+    "ColumnsDeclared",
     "DlpInspection",
     "Governance",
     "NoPublicPrincipals",

@@ -200,6 +200,31 @@ class OwnerRequired(Policy):
                 )
 
 
+class ColumnsDeclared(Policy):
+    """Every captured table declares its columns: the policies can only follow columns they know."""
+
+    name = "columns-declared"
+    description = "Every captured table declares its columns (type and classification)"
+
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
+        for source in inventory.sources(stack):
+            for table in source.tables:
+                if not table.table.columns:
+                    yield self.violation(
+                        path_of(source),
+                        f"table {table.qualified_name} declares no columns, so no policy can tell whether it carries PII "
+                        "and none of its columns can be masked; declare Table(primary_key=..., columns=[Column(...), ...]) "
+                        f"or opt_out({path_of(source)}, 'columns-declared', reason)",
+                    )
+
+
 def default_policies() -> list[Policy]:
     """The built-in policies every stack starts with."""
-    return [PiiOnlyInPiiDatasets(), PiiDatasetRetention(), PiiTopicRetention(), NoPublicPrincipals(), OwnerRequired()]
+    return [
+        PiiOnlyInPiiDatasets(),
+        PiiDatasetRetention(),
+        PiiTopicRetention(),
+        NoPublicPrincipals(),
+        OwnerRequired(),
+        ColumnsDeclared(),
+    ]

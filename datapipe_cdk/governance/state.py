@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import jsii
@@ -54,6 +55,8 @@ class Governance:
         self.opt_outs: list[OptOut] = []
         self.origins: dict[str, str] = {}
         """Construct path -> where it was requested (``stacks/teams/x.yaml:12``), quoted in violations."""
+        self.checks: list[Callable[[], Iterable[Violation]]] = []
+        """Configuration checks that need the whole app (e.g. team files naming a stack); no opt-out."""
         stack.node.add_validation(_PolicyValidation(self))
         stack.registry.manifest_parts.append(self.describe)
 
@@ -103,8 +106,9 @@ class Governance:
             return [v for policy in self.policies for v in policy.check(self.stack)]
 
     def violations(self) -> list[Violation]:
-        """Violations nobody opted out of: any of these fails synth."""
-        return [self._located(v) for v in self.all_violations() if not any(o.covers(v) for o in self.opt_outs)]
+        """Violations nobody opted out of, and configuration errors: any of these fails synth."""
+        found = [self._located(v) for v in self.all_violations() if not any(o.covers(v) for o in self.opt_outs)]
+        return found + [v for check in self.checks for v in check()]
 
     def _located(self, violation: Violation) -> Violation:
         paths = [p for p in self.origins if _under(violation.path, p)]
