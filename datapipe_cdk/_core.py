@@ -80,13 +80,15 @@ def show_signature(cls: type) -> None:
     cls.__init__ = checked_init  # type: ignore[misc]
 
 
-def _argument_error(cls: type, init: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any], error: TypeError) -> DatapipeError:
+def _argument_error(
+    cls: type, init: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any], error: TypeError
+) -> DatapipeError:
     names = [n for n in init.parameters if n != "self"]
     scope = args[0] if args else kwargs.get("scope")
     construct_id = args[1] if len(args) > 1 else kwargs.get(names[1] if len(names) > 1 else "", None)
     try:
         where = f"{path_of(scope)}/{construct_id}" if isinstance(scope, Construct) else cls.__name__
-    except Exception:  # noqa: BLE001 - only for the message
+    except Exception:
         where = cls.__name__
     unknown = [k for k in kwargs if k not in init.parameters]
     if unknown:

@@ -21,7 +21,7 @@ from .errors import DatapipeError
 E = TypeVar("E", bound=Enum)
 
 _NON_WORD = re.compile(r"[^A-Za-z0-9_]")
-_CONSTRUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CONSTRUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _TOKEN = re.compile(r"\$\{(TfToken\[|Token\[)")
 _NUMBER_TOKEN_LIMIT = -1e280
 """cdktf encodes a number token as a huge negative double (``Token.as_number``)."""
@@ -55,7 +55,7 @@ def child_path(scope: object, construct_id: object, kind: str) -> str:
     if not isinstance(scope, Construct):
         raise DatapipeError(kind, "scope must be a construct (a stack or a construct inside one)", scope)
     parent = path_of(scope)
-    if not isinstance(construct_id, str) or not _CONSTRUCT_ID.match(construct_id):
+    if not isinstance(construct_id, str) or not _CONSTRUCT_ID.fullmatch(construct_id):
         raise DatapipeError(f"{parent}/{kind}", "id must be 1-128 characters of letters, digits, '_', '.', '-'", construct_id)
     known = child_ids_of(scope)
     taken = construct_id in known if known is not None else scope.node.try_find_child(construct_id) is not None
@@ -79,6 +79,15 @@ def port(path: str, name: str, value: object) -> int:
     if is_token(value):
         return value  # type: ignore[return-value]
     return integer(path, name, value, minimum=1, maximum=65535)
+
+
+def prose(path: str, name: str, value: object, *, max_length: int = 16384) -> str:
+    """Free text that goes to Terraform as a literal (descriptions): ``${`` and ``%{`` are escaped, so
+    Terraform never evaluates them (a description reading ``${file("/etc/passwd")}`` stays text)."""
+    if is_token(value):
+        return value  # type: ignore[return-value]
+    written = text(path, name, value, max_length=max_length)
+    return written.replace("${", "$${").replace("%{", "%%{")
 
 
 def text(path: str, name: str, value: object, *, pattern: str | None = None, rule: str = "", max_length: int = 1024) -> str:

@@ -46,6 +46,8 @@ class AccessEntry:
 
 @dataclass(frozen=True)
 class ExpiredGrant:
+    """A temporary grant past its expiry that is still declared (or, for Kafka, still on the cluster)."""
+
     principal: str
     system: str
     resource: str
@@ -53,8 +55,19 @@ class ExpiredGrant:
     acls_present: int
     where: str
 
+    @property
+    def remedy(self) -> str:
+        if self.system == "kafka":
+            return (
+                f"{self.acls_present} ACL(s) still in the {self.where} (Kafka ACLs do not expire): "
+                "remove the grant_read(..., until=...) and deploy"
+            )
+        return (
+            "the IAM condition already denies access; remove the grant_query(..., until=...) (or the team file entry) and deploy"
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "remedy": self.remedy}
 
 
 def load_stack(path: str | Path) -> dict[str, Any]:
@@ -93,6 +106,18 @@ def review(stack: Mapping[str, Any]) -> list[AccessEntry]:
                 _path(acl),
             )
         )
+    for dataset in resources.get("google_bigquery_dataset", {}).values():
+        for inline in dataset.get("access") or []:  # what the dataset is created with (see dataset.Dataset)
+            entries.append(
+                AccessEntry(
+                    names.member(inline),
+                    "bigquery",
+                    f"dataset:{dataset['dataset_id']}",
+                    _ROLE_ACCESS.get(inline.get("role", ""), inline.get("role", "")),
+                    None,
+                    _path(dataset),
+                )
+            )
     for access in resources.get("google_bigquery_dataset_access", {}).values():
         dataset = names.resolve(access["dataset_id"])
         if access.get("view"):
@@ -145,10 +170,11 @@ def expired_grants(
     now: datetime | None = None,
     live_acls: Iterable[tuple[str, ...]] | None = None,
 ) -> list[ExpiredGrant]:
-    """Temporary Kafka grants past their expiry whose ACLs are still present.
+    """Temporary grants past their expiry that are still declared.
 
-    Present means in the synthesized stack, or, when ``live_acls`` (from :func:`live_kafka_acls`) is
-    given, on the live cluster. BigQuery grants expire by their IAM condition and are not listed.
+    Kafka: ACLs cannot expire, so a grant counts while its ACLs are present, in the synthesized stack
+    or, when ``live_acls`` (from :func:`live_kafka_acls`) is given, on the live cluster. BigQuery: the
+    IAM condition already denies access, but the dead grant is still declared and should be removed.
     """
     moment = now or datetime.now(UTC)
     grants = manifest(stack).get("governance", {}).get("temporary_grants", {}).get("kafka", [])
@@ -165,6 +191,13 @@ def expired_grants(
         count = sum(1 for key in grant.get("acls", []) if _normal(tuple(key)) in present)
         if count:
             result.append(ExpiredGrant(grant["principal"], "kafka", f"Topic:{grant['topic']}", grant["until"], count, where))
+    for grant in manifest(stack).get("governance", {}).get("temporary_grants", {}).get("bigquery", []):
+        if parse_time(grant["until"]) <= moment:
+            result.append(
+                ExpiredGrant(
+                    grant["principal"], "bigquery", f"dataset:{grant['dataset']}", grant["until"], 0, "synthesized stack"
+                )
+            )
     return result
 
 
@@ -235,6 +268,8 @@ class _Names:
         return str(attributes.get(attribute, value))
 
     def member(self, access: Mapping[str, Any]) -> str:
+        if access.get("special_group") in ("projectOwners", "projectReaders", "projectWriters"):
+            return f"special:{access['special_group']}"
         if access.get("user_by_email"):
             email = self.resolve(access["user_by_email"])
             return f"serviceAccount:{email}" if email.endswith(".gserviceaccount.com") else f"user:{email}"

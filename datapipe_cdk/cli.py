@@ -1,7 +1,12 @@
-"""``datapipe``: synth, check and deploy pipeline stacks; print lineage, catalog and access reviews.
+"""``datapipe``: synth, check and deploy pipeline stacks; run the local stack; review lineage, catalog and access.
 
-Exit codes: 0 ok, 1 a policy / validation failure (or a failed plan/deploy), 2 a usage error.
-The app is a Python file exposing ``build(outdir) -> cdktf.App`` (default ``stacks/main.py``).
+Exit codes: 0 ok; 1 a policy, validation or tool failure; 64 a usage error. ``datapipe plan`` follows
+``tofu plan -detailed-exitcode``: 0 no changes, 2 changes pending, 3 changes whose consequence
+(data loss, re-snapshot, re-keying) was not allowed with ``--allow``, 1 an error.
+With ``--json``, results and errors are JSON on stdout.
+
+The app is a Python file exposing ``build(outdir) -> cdktf.App`` (default ``stacks/main.py``);
+``--local`` (or ``DATAPIPE_TARGET=local``) points every stack of it at the local stack.
 """
 
 from __future__ import annotations
@@ -9,31 +14,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from cdktf import App
 
     from .stack import DataPipelineStack
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, CHANGES, REFUSED, USAGE = 0, 1, 2, 3, 64
 DEFAULT_APP = "stacks/main.py"
 DEFAULT_OUT = "cdktf.out"
 
 
 class UsageError(Exception):
-    """Bad command line or missing input: exit code 2."""
+    """Bad command line or missing input: exit code 64."""
 
 
 class Failure(Exception):
     """Policy, validation or tool failure: exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,28 +52,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return USAGE
+    as_json = bool(getattr(args, "json", False))
     try:
+        if getattr(args, "local", False):
+            os.environ["DATAPIPE_TARGET"] = "local"
         result: int = args.handler(args)
         return result
     except UsageError as error:
-        print(f"datapipe: error: {error}", file=sys.stderr)
-        return USAGE
+        return _report_error("usage", str(error), USAGE, as_json)
     except Failure as error:
-        if str(error):
-            print(f"datapipe: {error}", file=sys.stderr)
-        return FAILED
+        return _report_error("failure", str(error), FAILED, as_json)
     except BrokenPipeError:  # e.g. `datapipe catalog | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
+    except Exception as error:  # the library's own errors, named plainly (no traceback)
+        from .app import AppError
+        from .connect_api import ConnectError
+        from .deploy import DeployError
+        from .errors import DatapipeError
+        from .local._process import ServiceError
+        from .local.provision import ProvisionError
+
+        if isinstance(error, (DatapipeError, AppError, DeployError, ConnectError, ServiceError, ProvisionError)):
+            return _report_error(type(error).__name__, str(error), FAILED, as_json)
+        raise
+
+
+def _report_error(kind: str, message: str, code: int, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, "error": {"kind": kind, "message": message}}, indent=2))
+    elif message:
+        print(f"datapipe: {'error: ' if code == USAGE else ''}{message}", file=sys.stderr)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="datapipe",
-        description="Synth, check and deploy datapipe-cdk stacks; print their lineage, catalog and access review.",
-        epilog="Exit codes: 0 ok, 1 policy/validation failure or failed plan/deploy, 2 usage error.",
+        description="Synth, check and deploy datapipe-cdk stacks; run the local stack; print lineage, catalog and access.",
+        epilog="Exit codes: 0 ok, 1 failure, 64 usage error; plan: 0 no changes, 2 changes, 3 refused changes.",
     )
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     def command(
         name: str,
@@ -74,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         out: bool = False,
         stack: bool = False,
         json_flag: bool = False,
+        local: bool = False,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(handler=handler)
@@ -88,41 +118,39 @@ def _parser() -> argparse.ArgumentParser:
         if stack:
             sub.add_argument("--stack", action="append", help="only this stack (repeatable; default: all)")
         if json_flag:
-            sub.add_argument("--json", action="store_true", help="machine-readable output")
+            sub.add_argument("--json", action="store_true", help="machine-readable output (errors too)")
+        if local:
+            sub.add_argument("--local", action="store_true", help="target the local stack (DATAPIPE_TARGET=local)")
         return sub
 
-    command(
-        "synth",
-        _synth,
-        "check policies, synthesize Terraform JSON, write lineage and catalog beside it",
-        out=True,
-        json_flag=True,
-    )
-    command("validate", _validate, "check policies only (fast, no synth)", stack=True, json_flag=True)
-    lineage = command("lineage", _lineage, "print the lineage graph of a stack", stack=True)
+    command("synth", _synth, "check policies, synthesize Terraform JSON, write lineage and catalog beside it",
+            out=True, json_flag=True, local=True)  # fmt: skip
+    command("validate", _validate, "check policies only (fast, no synth)", stack=True, json_flag=True, local=True)
+    lineage = command("lineage", _lineage, "print the lineage graph of the stacks", stack=True, local=True)
     lineage.add_argument(
         "--format",
         choices=("json", "openlineage", "mermaid", "dot", "svg"),
         default="json",
-        help="svg renders the DOT graph with Graphviz (apt-get install graphviz)",
+        help="json: a list with one graph per stack; svg renders DOT with Graphviz (apt-get install graphviz)",
     )
-    command("catalog", _catalog, "print the catalog manifest (JSON) of a stack", stack=True)
+    command("catalog", _catalog, "print the catalog (a JSON list, one entry per stack)", stack=True, local=True)
     access = command(
-        "access", _access, "who can read what, from the synthesized stack", app=False, out=True, stack=True, json_flag=True
+        "access", _access, "who can read what, from the synthesized stacks", app=False, out=True, stack=True, json_flag=True
     )
-    access.add_argument("--principal", help="only this principal (e.g. group:finance@acme.com or User:analyst)")
+    access.add_argument("--principal", help="only what this principal can reach (e.g. group:finance@acme.com, User:analyst)")
+    access.add_argument("--resource", help="only who can reach this (e.g. dataset:finance, Topic:payments.payments.orders)")
     access.add_argument("--all", action="store_true", help="every grant, not only read access")
     expired = command(
         "expired-grants",
         _expired,
-        "list expired temporary Kafka grants still present",
+        "list expired temporary grants (Kafka and BigQuery) still present",
         app=False,
         out=True,
         stack=True,
         json_flag=True,
     )
     expired.add_argument("--at", help="check as of this RFC 3339 time (default: now)")
-    expired.add_argument("--bootstrap", help="check a live cluster instead of the synthesized stack (host:port)")
+    expired.add_argument("--bootstrap", help="check a live Kafka cluster instead of the synthesized stack (host:port)")
     expired.add_argument(
         "--security-protocol",
         default="SASL_PLAINTEXT",
@@ -130,53 +158,87 @@ def _parser() -> argparse.ArgumentParser:
     )
     expired.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", help="live check (default: %(default)s)")
     expired.add_argument("--sasl-username", help="live check; the password is read from $DATAPIPE_KAFKA_PASSWORD")
-    for name, summary in (
-        ("plan", "synth, then show what Terraform would change"),
-        ("deploy", "synth, then apply the stacks"),
-        ("destroy", "destroy the stacks"),
+    command("worker-secrets", _worker_secrets, "list the files every Kafka Connect worker must hold, and their keys",
+            out=True, stack=True, json_flag=True, app=False)  # fmt: skip
+    plan = command("plan", _plan, "synth, then show every change Terraform would make, classified by consequence",
+                   out=True, stack=True, json_flag=True, local=True)  # fmt: skip
+    plan.add_argument(
+        "--allow",
+        default="",
+        help="comma-separated consequences to accept: data-loss, re-snapshot, re-keying (default: none)",
+    )
+    for name, handler, summary in (
+        ("deploy", _deploy, "synth, then apply the stacks and check that every connector runs"),
+        ("destroy", _destroy, "reset the connectors' offsets, destroy the stacks, clean replication slots (local)"),
     ):
-        sub = command(name, _terraform, summary, out=True, stack=True)
-        sub.add_argument("--tool", choices=("tofu", "cdktf"), default="tofu", help="run OpenTofu directly or cdktf-cli")
+        sub = command(name, handler, summary, out=True, stack=True, local=True)
         sub.add_argument("--auto-approve", action="store_true", help="do not ask before applying or destroying")
-        sub.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
-        sub.set_defaults(action=name)
     command("schema", _schema, "print the team-file JSON Schema (schemas/team.schema.json)", app=False)
+    _local_commands(commands)
     return parser
 
 
-def _load_app(path: str, outdir: str = DEFAULT_OUT) -> App:
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"app file {path} not found: pass --app <file.py> (a file exposing build(outdir))")
-    namespace = runpy.run_path(str(file), run_name="datapipe_app")
-    build = namespace.get("build")
-    if not callable(build):
-        raise UsageError(f"{path} has no build(outdir) function returning a cdktf App")
-    from .errors import DatapipeError
+def _local_commands(commands: Any) -> None:
+    local = commands.add_parser(
+        "local",
+        help="the local stack: setup, up, down, status, reset, sql",
+        description="The local real stack (Kafka, Connect with Debezium and KCBQ, MariaDB, PostgreSQL, BigQuery emulator).",
+    )
+    verbs = local.add_subparsers(title="local commands", metavar="VERB", parser_class=_Parser)
+    setup = verbs.add_parser("setup", help="build and download everything the local stack needs (idempotent)")
+    setup.add_argument("--no-toolchain", action="store_true", help="skip OpenTofu and the providers (no Go needed)")
+    setup.set_defaults(handler=_local_setup)
+    up = verbs.add_parser("up", help="start the local stack (runs setup first); idempotent")
+    up.add_argument("--only", help="comma-separated services: kafka,databases,bigquery,tls,connect")
+    up.set_defaults(handler=_local_up)
+    down = verbs.add_parser("down", help="stop every service by its PID")
+    down.add_argument("--only", help="comma-separated services")
+    down.set_defaults(handler=_local_down)
+    status = verbs.add_parser("status", help="each service, its endpoint, and how to connect as admin (exit 1 unless healthy)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_local_status)
+    reset = verbs.add_parser("reset", help="stop everything and delete all local state (data, secrets, Terraform state)")
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+    reset.set_defaults(handler=_local_reset)
+    sql = verbs.add_parser("sql", help="run SQL as the local admin (create your schemas and tables)")
+    sql.add_argument("--engine", required=True, choices=("mariadb", "postgres"))
+    sql.add_argument("--database", help="database to connect to (PostgreSQL: created if missing)")
+    group = sql.add_mutually_exclusive_group(required=True)
+    group.add_argument("-f", "--file", help="SQL file to run")
+    group.add_argument("-c", "--command", help="SQL text to run")
+    sql.set_defaults(handler=_local_sql)
 
+
+# --- app, policies, synth -------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, outdir: str | None = None) -> App:
+    from .app import AppError, load_app
+
+    out = outdir or getattr(args, "out", None)
     try:
-        app: App = build(outdir)
-    except DatapipeError as error:
-        raise Failure(f"error: {error}") from None
-    return app
+        if out is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as scratch:
+                return load_app(args.app, scratch)
+        return load_app(args.app, out)
+    except AppError as error:
+        message = str(error)
+        raise (UsageError if "not found" in message else Failure)(message) from None
 
 
 def _stacks(app: App, only: Sequence[str] | None) -> list[DataPipelineStack]:
-    from .stack import DataPipelineStack
+    from .app import AppError, stacks_of
 
-    found = [c for c in app.node.children if isinstance(c, DataPipelineStack)]
-    if only:
-        unknown = sorted(set(only) - {s.node.id for s in found})
-        if unknown:
-            raise UsageError(f"no stack named {', '.join(unknown)} (stacks: {', '.join(s.node.id for s in found)})")
-        found = [s for s in found if s.node.id in only]
-    return found
+    try:
+        return stacks_of(app, only)
+    except AppError as error:
+        raise UsageError(str(error)) from None
 
 
 def _violations(stacks: Sequence[DataPipelineStack]) -> dict[str, list[Any]]:
-    from .governance.state import Governance
-
-    return {s.node.id: Governance.of(s).violations() for s in stacks}
+    return {s.node.id: s.governance.violations() for s in stacks}
 
 
 def _report_violations(found: dict[str, list[Any]], as_json: bool) -> int:
@@ -195,20 +257,27 @@ def _report_violations(found: dict[str, list[Any]], as_json: bool) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    app = _load_app(args.app)
+    app = _load(args)
     return _report_violations(_violations(_stacks(app, args.stack)), args.json)
 
 
-def _synth(args: argparse.Namespace) -> int:
-    app = _load_app(args.app, args.out)
+def _synth_app(args: argparse.Namespace, as_json: bool = False) -> tuple[App, list[DataPipelineStack], int]:
+    app = _load(args, args.out)
     stacks = _stacks(app, None)
     found = _violations(stacks)
     if any(found.values()):
-        return _report_violations(found, args.json)
+        return app, stacks, _report_violations(found, as_json)
     try:
         app.synth()
     except RuntimeError as error:
         raise Failure(f"synth failed: {str(error).splitlines()[0]}\n{_jsii_details(error)}") from None
+    return app, stacks, OK
+
+
+def _synth(args: argparse.Namespace) -> int:
+    _, stacks, code = _synth_app(args, args.json)
+    if code != OK:
+        return code
     written = {s.node.id: [str(p) for p in write_side_files(s, Path(args.out) / "stacks" / s.node.id)] for s in stacks}
     if args.json:
         print(json.dumps({"ok": True, "out": args.out, "files": written}, indent=2))
@@ -242,12 +311,15 @@ def write_side_files(stack: DataPipelineStack, directory: Path) -> list[Path]:
     return paths
 
 
+# --- reviews --------------------------------------------------------------------------------------
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from .lineage import LineageGraph
 
-    graphs = [LineageGraph.of(s) for s in _stacks(_load_app(args.app), args.stack)]
+    graphs = [LineageGraph.of(s) for s in _stacks(_load(args), args.stack)]
     if args.format == "json":
-        print(json.dumps([g.as_dict() for g in graphs] if len(graphs) != 1 else graphs[0].as_dict(), indent=2))
+        print(json.dumps([g.as_dict() for g in graphs], indent=2))
     elif args.format == "openlineage":
         print(json.dumps([e for g in graphs for e in g.openlineage_events()], indent=2))
     elif args.format == "svg":
@@ -273,8 +345,7 @@ def render_svg(dot: str) -> str:
 def _catalog(args: argparse.Namespace) -> int:
     from .catalog import catalog
 
-    catalogs = [catalog(s) for s in _stacks(_load_app(args.app), args.stack)]
-    print(json.dumps(catalogs[0] if len(catalogs) == 1 else catalogs, indent=2))
+    print(json.dumps([catalog(s) for s in _stacks(_load(args), args.stack)], indent=2))
     return OK
 
 
@@ -297,13 +368,19 @@ def _access(args: argparse.Namespace) -> int:
     rows = []
     for name, stack in _synthesized(args.out, args.stack).items():
         for entry in review(stack):
-            if (args.all or entry.can_read) and (not args.principal or entry.principal == args.principal):
-                rows.append((name, entry))
+            if not (args.all or entry.can_read):
+                continue
+            if args.principal and entry.principal != args.principal:
+                continue
+            if args.resource and entry.resource != args.resource:
+                continue
+            rows.append((name, entry))
     if args.json:
         print(json.dumps([{"stack": name, **e.as_dict()} for name, e in rows], indent=2))
         return OK
     for name in dict.fromkeys(n for n, _ in rows):
-        print(f"== {name}: {'every grant' if args.all else 'who can read what'} ==")
+        title = f"who can reach {args.resource}" if args.resource else ("every grant" if args.all else "who can read what")
+        print(f"== {name}: {title} ==")
         sys.stdout.write(format_table(e for n, e in rows if n == name))
     return OK
 
@@ -314,7 +391,7 @@ def _expired(args: argparse.Namespace) -> int:
     try:
         now = parse_time(args.at) if args.at else datetime.now(UTC)
     except ValueError:
-        raise UsageError(f"--at must be an RFC 3339 time such as 2027-01-31T00:00:00Z, got {args.at!r}") from None
+        raise UsageError(f"--at must be an RFC 3339 time such as 2030-01-31T00:00:00Z, got {args.at!r}") from None
     live = None
     if args.bootstrap:
         config = {"bootstrap.servers": args.bootstrap, "security.protocol": args.security_protocol}
@@ -326,7 +403,7 @@ def _expired(args: argparse.Namespace) -> int:
         try:
             live = live_kafka_acls(config)
         except ImportError:
-            raise UsageError("the live check needs confluent-kafka: pip install -e '.[runtime]'") from None
+            raise UsageError("the live check needs confluent-kafka: pip install 'datapipe-cdk[runtime]'") from None
         except Exception as error:
             detail = "timed out" if isinstance(error, TimeoutError) else str(error) or repr(error)
             raise Failure(
@@ -341,67 +418,177 @@ def _expired(args: argparse.Namespace) -> int:
         print(json.dumps([{"stack": name, **g.as_dict()} for name, g in found], indent=2))
     else:
         for name, grant in found:
-            print(
-                f"{name}: {grant.principal} {grant.resource} expired {grant.until}; {grant.acls_present} ACL(s) still "
-                f"in the {grant.where}: remove the grant_read(..., until=...) and deploy"
-            )
+            print(f"{name}: {grant.principal} {grant.resource} expired {grant.until}; {grant.remedy}")
         if not found:
-            print("no expired temporary Kafka grants")
+            print("no expired temporary grants")
     return FAILED if found else OK
 
 
-def _terraform(args: argparse.Namespace) -> int:
-    from ._toolchain import toolchain_env
+def _worker_secrets(args: argparse.Namespace) -> int:
+    from .access import manifest as manifest_of
 
-    app = _load_app(args.app, args.out)
-    stacks = _stacks(app, args.stack)
-    if args.action != "destroy" or args.tool == "tofu":
-        found = _violations(stacks)
-        if any(found.values()):
-            return _report_violations(found, False)
-        if not args.dry_run:
-            app.synth()
-    env = toolchain_env()
-    for stack in stacks:
-        for command, cwd in terraform_commands(
-            args.action, stack.node.id, args.out, tool=args.tool, auto_approve=args.auto_approve, color=sys.stdout.isatty()
-        ):
-            print(f"$ (cd {cwd} && {' '.join(command)})", file=sys.stderr)
-            if args.dry_run:
-                continue
-            try:
-                code = subprocess.run(command, cwd=cwd, env=env, check=False).returncode
-            except FileNotFoundError:
-                raise UsageError(f"{command[0]} not found: run `make toolchain`") from None
-            if code != 0:
-                raise Failure(f"{command[0]} {command[1]} failed for stack {stack.node.id} (exit {code})")
+    rows = [
+        {"stack": name, **secret}
+        for name, stack in _synthesized(args.out, args.stack).items()
+        for secret in manifest_of(stack).get("worker_secrets", [])
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return OK
+    for row in rows:
+        keys = ", ".join(row["keys"]) if row["keys"] else "the whole file"
+        print(f"{row['stack']}: {row['file']}  ({keys}; read by connector {row['used_by']}): {row.get('what', '')}")
     return OK
 
 
-def terraform_commands(
-    action: str, stack: str, out: str, *, tool: str, auto_approve: bool, color: bool = True
-) -> list[tuple[list[str], str]]:
-    """The commands ``plan`` / ``deploy`` / ``destroy`` run for one stack, with their working directory."""
-    if tool == "cdktf":
-        verb = {"plan": "diff", "deploy": "deploy", "destroy": "destroy"}[action]
-        # Offline, `providers lock` would ask the registries; every verb skips it (the mirror is the source).
-        command = ["cdktf", verb, stack, "--skip-synth", "--output", out, "--skip-provider-lock"]
-        if auto_approve and verb != "diff":
-            command.append("--auto-approve")
-        return [(command, ".")]
-    directory = str(Path(out) / "stacks" / stack)
-    verb = {"plan": "plan", "deploy": "apply", "destroy": "destroy"}[action]
-    plain = [] if color else ["-no-color"]
-    command = ["tofu", verb, "-input=false", *plain]
-    if auto_approve and verb != "plan":
-        command.append("-auto-approve")
-    return [(["tofu", "init", "-input=false", *plain], directory), (command, directory)]
+# --- Terraform ------------------------------------------------------------------------------------
+
+
+def _deployable(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    """Synthesize, then each selected stack's directory and a runner for it."""
+    from .deploy import Runner, StackDir, local_stack_ready
+
+    if args.local and (reason := local_stack_ready()):
+        raise Failure(reason)
+    _, stacks, code = _synth_app(args)
+    if code != OK:
+        raise Failure("")
+    names = [s.node.id for s in _stacks_selected(stacks, args.stack)]
+    return [StackDir.read(Path(args.out), name) for name in names], Runner(local=args.local, color=sys.stdout.isatty())
+
+
+def _stacks_selected(stacks: Sequence[DataPipelineStack], only: Sequence[str] | None) -> list[DataPipelineStack]:
+    if not only:
+        return list(stacks)
+    known = {s.node.id for s in stacks}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise UsageError(f"no stack named {', '.join(unknown)} (stacks: {', '.join(sorted(known))})")
+    return [s for s in stacks if s.node.id in only]
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    stacks, runner = _deployable(args)
+    for stack in stacks:
+        runner.deploy(stack, auto_approve=args.auto_approve)
+        print(f"{stack.name}: deployed", file=sys.stderr)
+    return OK
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    stacks, runner = _deployable(args)
+    for stack in reversed(stacks):
+        runner.destroy(stack, auto_approve=args.auto_approve)
+        print(f"{stack.name}: destroyed", file=sys.stderr)
+    return OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import classify, exit_status, parse_allow, render_table
+
+    try:
+        allowed = parse_allow(args.allow)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stacks, runner = _deployable(args)
+    worst = OK
+    report = []
+    for stack in stacks:
+        _, plan_json = runner.plan(stack)
+        changes = classify(plan_json, stack.synthesized)
+        status = exit_status(changes, allowed)
+        worst = max(worst, status)
+        report.append({"stack": stack.name, "status": status, "changes": [c.as_dict() for c in changes]})
+        if not args.json:
+            print(f"== {stack.name} ==")
+            sys.stdout.write(render_table(changes))
+    if args.json:
+        print(json.dumps({"ok": worst in (OK, CHANGES), "status": worst, "stacks": report}, indent=2))
+    elif worst == REFUSED:
+        print("datapipe: the plan holds changes that need --allow (see the table above)", file=sys.stderr)
+    return worst
 
 
 def _schema(args: argparse.Namespace) -> int:
     from .teamspec import schema_json
 
     sys.stdout.write(schema_json())
+    return OK
+
+
+# --- the local stack ------------------------------------------------------------------------------
+
+
+def _local_setup(args: argparse.Namespace) -> int:
+    from .local import setup
+    from .local.config import StackConfig
+
+    setup.setup(StackConfig(), with_toolchain=not args.no_toolchain)
+    return OK
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from .local import services, setup
+    from .local.config import StackConfig
+
+    cfg = StackConfig()
+    setup.setup(cfg)
+    services.up(services.select(args.only), cfg)
+    return _print_local_status(cfg, as_json=False)
+
+
+def _local_down(args: argparse.Namespace) -> int:
+    from .local import services
+    from .local.config import StackConfig
+
+    services.down(services.select(args.only), StackConfig())
+    return OK
+
+
+def _local_status(args: argparse.Namespace) -> int:
+    from .local.config import StackConfig
+
+    return _print_local_status(StackConfig(), as_json=args.json)
+
+
+def _print_local_status(cfg: Any, *, as_json: bool) -> int:
+    from .local import services
+
+    states = services.states(list(services.ORDER), cfg)
+    guide = services.connection_guide(cfg)
+    healthy = all(s.startswith("healthy") for s in states.values())
+    if as_json:
+        print(json.dumps({"healthy": healthy, "services": states, "connect": guide}, indent=2))
+    else:
+        for name, state in states.items():
+            print(f"{name:<10} {state}")
+        print()
+        for line in guide["how"]:
+            print(line)
+    return OK if healthy else FAILED
+
+
+def _local_reset(args: argparse.Namespace) -> int:
+    from .local import services
+    from .local.config import StackConfig
+
+    cfg = StackConfig()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"reset deletes {cfg.run_dir} (all local data and state): pass --yes")
+        answer = input(f"Delete {cfg.run_dir} (all local data, secrets and Terraform state)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return FAILED
+    services.reset(cfg)
+    return OK
+
+
+def _local_sql(args: argparse.Namespace) -> int:
+    from .local import services
+    from .local.config import StackConfig
+
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.command
+    services.run_sql(StackConfig(), args.engine, text, args.database)
     return OK
 
 

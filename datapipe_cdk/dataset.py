@@ -21,14 +21,21 @@ _DATASET_ID = r"[A-Za-z0-9_]{1,1024}"
 _LABEL_KEY = r"[a-z][a-z0-9_-]{0,62}"
 _LABEL_VALUE = r"[a-z0-9_-]{0,63}"
 ROLES = ("READER", "WRITER", "OWNER")
+INITIAL_ACCESS = {"role": "OWNER", "special_group": "projectOwners"}
+"""The one entry a dataset is created with, instead of BigQuery's defaults (project readers and writers, the creator)."""
 
 
 class Dataset(PipelineConstruct):
-    """A dataset whose every grant is a ``google_bigquery_dataset_access`` entry.
+    """A dataset whose access list is exactly what the stack declares.
 
-    One mechanism for people, service accounts and authorized views: dataset IAM members and
-    access blocks would overwrite each other (and drop authorized views). Every entry's construct id
-    says what it grants (role, member, expiry), so adding or reordering grants never renames another.
+    Created without an access list, BigQuery would add project readers, project writers and the
+    creator to every dataset, readers no policy sees. So the dataset is created with one entry,
+    project owners (who administer the project anyway; ``datapipe access`` shows them), and Terraform
+    leaves that list alone afterwards (``ignore_changes = [access]``). Every declared grant, for
+    people, service accounts and authorized views alike, is then a ``google_bigquery_dataset_access``
+    entry: dataset IAM members and access blocks would overwrite each other (and drop authorized
+    views). Every entry's construct id says what it grants (role, member, expiry), so adding or
+    reordering grants never renames another.
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class Dataset(PipelineConstruct):
             labels={**self.labels, "managed-by": "datapipe-cdk", "holds-pii": "true" if holds_pii else "false"},
             default_partition_expiration_ms=self.partition_expiration_ms,
             delete_contents_on_destroy=not deletion_protection,
+            access=[INITIAL_ACCESS],
+            ignore_changes=["access"],
         )
         self.grants: dict[str, BigqueryDatasetAccess] = {}
         self.legacy_children = 1

@@ -526,7 +526,9 @@ def _connector_config(
                 "plugin.name": "pgoutput",
                 "slot.name": slot,
                 "publication.name": f"{slot}_publication",
-                "publication.autocreate.mode": "filtered",
+                # The publication is the DBA's (`datapipe doctor` prints the statement; the local stack makes
+                # it): creating one needs table ownership, which the CDC login should not have.
+                "publication.autocreate.mode": "disabled",
             }
         )
     else:

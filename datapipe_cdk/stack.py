@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import jsii
-from cdktf import IAnyProducer, IResolveContext, Lazy, TerraformOutput
+from cdktf import IAnyProducer, IResolveContext, Lazy, LocalBackend, TerraformOutput
 from constructs import Construct
 
 from . import _validate as check
@@ -13,6 +13,7 @@ from ._core import PipelineStack, Registry, pipeline_of
 from .acl import AclOperation, KafkaAcl, ResourceType
 from .errors import DatapipeError
 from .governance.state import Governance
+from .local.config import local_state_dir
 from .manifest import Manifest, Variable
 from .principal import Principal
 from .providers._base import ResourceTable
@@ -98,6 +99,8 @@ class DataPipelineStack(PipelineStack):
             description="What this pipeline deployed: endpoints, sources, topics, sinks and warehouses.",
         )
         self.child_ids.update({"datapipe-resources", "datapipe_manifest"})
+        if self.target == "local":  # state in the local stack's directory (encrypted by `datapipe deploy --local`)
+            LocalBackend(self, path=str(local_state_dir() / f"{stack_id}.tfstate"))
         if connect.manage_acls:
             self._grant_connect_worker()
         self.governance = Governance(self)

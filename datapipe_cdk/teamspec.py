@@ -35,7 +35,7 @@ SCHEMA_ID = "https://datapipe-cdk.dev/schemas/team.schema.json"
 # JSON Schema patterns (ECMA-262), built from the constructs' own rules where they have one.
 _MEMBER = rf"^(user|group|serviceAccount):{_EMAIL}$|^domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}$"
 _IDENT = f"^{IDENTIFIER}$"
-_CONSTRUCT = _CONSTRUCT_ID.pattern
+_CONSTRUCT = f"^{_CONSTRUCT_ID.pattern}$"
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 
 _PRINCIPAL = {
@@ -196,9 +196,28 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
     return spec
 
 
+def _refuse_terraform_templates(spec: TeamSpec, value: Any, path: tuple[str | int, ...] = ()) -> None:
+    """Terraform evaluates ``${...}`` and ``%{...}`` in every string it is given: a team file could read
+    files or variables of the process running ``tofu plan``. No team value may hold them."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_terraform_templates(spec, item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_terraform_templates(spec, item, (*path, index))
+    elif isinstance(value, str) and ("${" in value or "%{" in value):
+        raise DatapipeError(
+            spec.at(*path),
+            f"{_dotted(path)}: '${{' and '%{{' are Terraform template syntax, which Terraform would evaluate; "
+            "write them split, e.g. '$' || '{' in SQL",
+            value,
+        )
+
+
 def _validate(spec: TeamSpec) -> None:
     import jsonschema
 
+    _refuse_terraform_templates(spec, spec.data)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(spec.data), key=lambda e: (spec.at(*e.absolute_path), list(e.absolute_path)))
     if not errors:

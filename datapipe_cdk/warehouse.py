@@ -160,7 +160,8 @@ class MicroWarehouse(PipelineConstruct):
         """A view of the team's own SQL.
 
         ``{{ ref('orders') }}`` names a view of this warehouse (and orders the views' creation). Nothing
-        else in the SQL is evaluated: any other template syntax is refused.
+        else in the SQL is evaluated: any other template syntax, and Terraform's ``${`` / ``%{``, is refused
+        (see ``datapipe_cdk.sql.render_user_sql``).
         """
         path = check.path_of(self)
         self._check_view_name(path, name)

@@ -57,7 +57,7 @@ def test_postgres_topics_use_schema_and_no_history(stack):
     assert config["plugin.name"] == "pgoutput"
     assert config["database.dbname"] == "payments"
     assert config["table.include.list"] == r"sales\.orders,sales\.refunds,sales\.accounts"
-    assert config["publication.autocreate.mode"] == "filtered"
+    assert config["publication.autocreate.mode"] == "disabled"  # the admin owns the publication
     assert "schema.history.internal.kafka.topic" not in config
 
 

@@ -40,6 +40,11 @@ def run_dir_path() -> Path:
     return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
 
 
+def local_state_dir() -> Path:
+    """Where local deploys keep their (encrypted) Terraform state: ``<run>/terraform``."""
+    return run_dir_path() / "terraform"
+
+
 def worker_secrets_dir() -> Path:
     """Where the local Connect worker reads connector secrets (``ConnectCluster.secrets_dir`` locally)."""
     return run_dir_path() / "connect-secrets"

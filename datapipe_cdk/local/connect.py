@@ -5,26 +5,38 @@ client: at start the launcher grants that principal (as admin) exactly what the 
 internal topics and group. ACLs for the topics of the connectors themselves are the pipeline's own
 (synthesized ``kafka_acl`` resources), not the launcher's.
 
-Plugins (``make stack-deps``): Debezium MySQL/PostgreSQL 3.6.1.Final, MariaDB 3.5.0.Final (newest on Maven
-Central), and KCBQ ``com.wepay.kcbq:kcbq-connector:2.0.0-alpha`` (the only KCBQ Central serves) plus
-``kcbq-api-compat`` (its two API types, whose jar Central lacks). Connector configs can reference secrets
-through the ``file``/``dir``/``env`` config providers, e.g. ``${file:/path/db.properties:password}``.
+Hardened as production workers should be:
+
+* the REST API asks for a login (Kafka's ``BasicAuthSecurityRestExtension``; user ``datapipe``, password
+  in ``<run>/secrets/connect-rest.json``): without one, anyone reaching it reads every connector's
+  configuration and can change the pipeline;
+* connector secrets come only from files in ``<run>/connect-secrets`` through the ``file`` config
+  provider, restricted there (``allowed.paths``); no ``env`` or ``dir`` provider;
+* connectors may not override their Kafka clients' settings (``connector.client.config.override.policy=None``).
+
+Plugins (``datapipe local setup``): Debezium MySQL/PostgreSQL 3.6.1.Final, MariaDB 3.5.0.Final (newest on
+Maven Central), and KCBQ ``com.wepay.kcbq:kcbq-connector:2.0.0-alpha`` (the only KCBQ Central serves) plus
+``kcbq-api-compat`` (its two API types, whose jar Central lacks).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from datapipe_cdk.local import _process, kafka
-from datapipe_cdk.local.config import StackConfig
+from datapipe_cdk.local.config import StackConfig, worker_secrets_dir
 
 NAME = "connect"
 GROUP_ID = "connect-cluster"
 INTERNAL_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
 HEAP_OPTS = ("-Xms256m", "-Xmx1g")
+REST_USER = "datapipe"
+REST_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
 REQUIRED_PLUGINS: tuple[str, ...] = (
     "io.debezium.connector.mysql.MySqlConnector",
     "io.debezium.connector.mariadb.MariaDbConnector",
@@ -36,6 +48,33 @@ REQUIRED_PLUGINS: tuple[str, ...] = (
 def plugins_dir(cfg: StackConfig) -> Path:
     """``plugin.path``: one sub-directory per connector plugin, filled by ``make stack-deps``."""
     return cfg.stack_cache / "plugins"
+
+
+def rest_password(cfg: StackConfig) -> str:
+    """The REST API password of user ``datapipe``, generated once per run directory (mode 600)."""
+    path = kafka.secrets_dir(cfg) / "connect-rest.json"
+    if path.is_file():
+        return str(json.loads(path.read_text())[REST_USER])
+    password = secrets.token_urlsafe(18)
+    _process.write_private(path, json.dumps({REST_USER: password}) + "\n")
+    return password
+
+
+def rest_headers(cfg: StackConfig) -> dict[str, str]:
+    """The ``Authorization`` header every call to the local Connect REST API needs."""
+    token = base64.b64encode(f"{REST_USER}:{rest_password(cfg)}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _rest_login_files(cfg: StackConfig) -> Path:
+    """The JAAS config naming the REST users file (``KafkaConnect`` login context); returns the JAAS file."""
+    directory = kafka.secrets_dir(cfg)
+    users = directory / "connect-rest-users.properties"
+    _process.write_private(users, f"{REST_USER}={rest_password(cfg)}\n")  # never empty: empty means "anyone"
+    jaas = directory / "connect-rest-jaas.conf"
+    module = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
+    _process.write_private(jaas, f'KafkaConnect {{\n  {module} required\n  file="{users}";\n}};\n')
+    return jaas
 
 
 def _worker_properties(cfg: StackConfig) -> str:
@@ -69,12 +108,12 @@ def _worker_properties(cfg: StackConfig) -> str:
         "rest.advertised.port": str(cfg.connect_port),
         "plugin.path": str(plugins_dir(cfg)),
         "plugin.discovery": "service_load",  # every plugin has a manifest (KCBQ via kcbq-api-compat)
-        "connector.client.config.override.policy": "All",
-        # Lets connector configs reference secrets (``${file:/path:key}``) instead of embedding them.
-        "config.providers": "file,dir,env",
+        "connector.client.config.override.policy": "None",
+        "rest.extension.classes": REST_EXTENSION,
+        # Connector secrets are ``${file:<secrets dir>/<connector>.properties:<key>}`` references, resolved here.
+        "config.providers": "file",
         "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
-        "config.providers.dir.class": "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
-        "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+        "config.providers.file.param.allowed.paths": str(worker_secrets_dir()),
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
@@ -88,14 +127,15 @@ def grant_worker_acls(cfg: StackConfig) -> None:
     kafka.grant(cfg, [*principal, "--operation", "Read", "--group", GROUP_ID])
 
 
-def _get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _get_json(cfg: StackConfig, path: str) -> object:
+    request = urllib.request.Request(f"{cfg.connect_url}{path}", headers=rest_headers(cfg))
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
 
 
 def plugin_classes(cfg: StackConfig) -> set[str]:
     """Connector classes the worker serves at ``GET /connector-plugins``."""
-    listed = _get_json(f"{cfg.connect_url}/connector-plugins")
+    listed = _get_json(cfg, "/connector-plugins")
     assert isinstance(listed, list)
     return {str(item["class"]) for item in listed}
 
@@ -123,6 +163,7 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
     grant_worker_acls(cfg)
     data = _process.data_dir(NAME)
     config = data / "worker.properties"
+    worker_secrets_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     _process.write_private(config, _worker_properties(cfg))
     argv = [
         _process.jdk_tool("java"),
@@ -130,6 +171,7 @@ def start(cfg: StackConfig, extra_jvm_options: Sequence[str] = (), timeout: floa
         "-XX:+UseG1GC",
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
+        f"-Djava.security.auth.login.config={_rest_login_files(cfg)}",
         *kafka.log4j_options(cfg, NAME),
         *extra_jvm_options,
         "-cp",
@@ -164,6 +206,9 @@ def status(cfg: StackConfig) -> dict[str, str]:
 def describe(cfg: StackConfig) -> dict[str, object]:
     return {
         "url": cfg.connect_url,
+        "rest_user": REST_USER,
+        "rest_password_file": str(kafka.secrets_dir(cfg) / "connect-rest.json"),
+        "secrets_dir": str(worker_secrets_dir()),
         "principal": f"User:{kafka.CONNECT_USER}",
         "group_id": GROUP_ID,
         "internal_topics": list(INTERNAL_TOPICS),

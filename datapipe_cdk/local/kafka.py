@@ -29,8 +29,9 @@ KAFKA_VERSION = "4.3.1"  # keep in step with datapipe_cdk/local/assets/maven/pom
 SCRAM = "SCRAM-SHA-512"
 ADMIN = "admin"
 CONNECT_USER = "connect"
-# Users bootstrapped with SCRAM credentials: admin, the Connect worker, and principals tests grant ACLs to.
-USERS: tuple[str, ...] = (ADMIN, CONNECT_USER, "fraud-detector", "analyst", "pipeline")
+# Users bootstrapped with SCRAM credentials: admin and the Connect worker. Users an app grants topics to
+# get theirs when it is deployed (``ensure_users``).
+USERS: tuple[str, ...] = (ADMIN, CONNECT_USER)
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
 
 
@@ -256,6 +257,34 @@ def describe(cfg: StackConfig) -> dict[str, object]:
         "passwords_file": str(users_file(cfg)),
         "client_properties": {user: str(client_properties(cfg, user)) for user in users},
     }
+
+
+def ensure_users(cfg: StackConfig, names: Sequence[str]) -> None:
+    """SCRAM credentials for each user (passwords generated once per run dir, in ``kafka-users.json``)."""
+    wanted = [name for name in names if name not in (ADMIN, CONNECT_USER, "controller")]
+    if not wanted:
+        return
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    stored = passwords(cfg)
+    missing = [name for name in wanted if name not in stored]
+    if missing:
+        stored |= {name: secrets.token_urlsafe(18) for name in missing}
+        _process.write_private(users_file(cfg), json.dumps(stored, indent=2) + "\n")
+    admin = AdminClient(
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": SCRAM,
+            "sasl.username": ADMIN,
+            "sasl.password": stored[ADMIN],
+            "log_level": 3,
+        }
+    )
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts = [UserScramCredentialUpsertion(name, info, stored[name].encode()) for name in wanted]
+    for future in admin.alter_user_scram_credentials(upserts).values():  # type: ignore[arg-type]
+        future.result(timeout=30)
 
 
 def grant(cfg: StackConfig, args: Sequence[str]) -> None:

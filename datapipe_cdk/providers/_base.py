@@ -29,9 +29,28 @@ from constructs import Construct
 
 from .._core import note_child, path_of, pipeline_of, remember_path
 
+_TEMPLATE = re.compile(r"(?<!\$)\$\{(?!TfToken\[|Token\[)|(?<!%)%\{")
+"""Terraform template syntax in a literal string (``${...}``, ``%{...}``) that is not a cdktf token."""
+
+
+def _literal(value: Any) -> Any:
+    """``value`` with literal Terraform template syntax escaped (``$${``, ``%%{``), in strings at any depth.
+
+    cdktf writes strings to Terraform as they are, and Terraform evaluates ``${...}`` in them: a
+    description or a column comment reading ``${file("/etc/passwd")}`` would read that file at plan
+    time. cdktf's own tokens (references, variables) are left for cdktf to resolve.
+    """
+    if isinstance(value, str):
+        return _TEMPLATE.sub(lambda m: m.group(0)[0] + m.group(0), value) if ("{" in value) else value
+    if isinstance(value, Mapping):
+        return {_literal(k): _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
+
 
 def _present(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in attributes.items() if value is not None}
+    return {key: _literal(value) for key, value in attributes.items() if value is not None}
 
 
 _DISALLOWED = re.compile(r"[^A-Za-z0-9_-]")

@@ -58,7 +58,9 @@ class BigqueryDataset(Resource):
         default_table_expiration_ms: int | None = None,
         default_partition_expiration_ms: int | None = None,
         delete_contents_on_destroy: bool | None = None,
+        access: Sequence[Mapping[str, Any]] | None = None,
         depends_on: Sequence[ITerraformDependable] | None = None,
+        ignore_changes: Sequence[str] | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -66,6 +68,7 @@ class BigqueryDataset(Resource):
             {
                 "dataset_id": dataset_id,
                 "location": location,
+                "access": [dict(entry) for entry in access] if access else None,
                 "project": project,
                 "friendly_name": friendly_name,
                 "description": description,
@@ -75,6 +78,7 @@ class BigqueryDataset(Resource):
                 "delete_contents_on_destroy": delete_contents_on_destroy,
             },
             depends_on=depends_on,
+            ignore_changes=ignore_changes,
         )
 
 

@@ -45,9 +45,9 @@ ORDERS = Table(
 )
 
 
-def make_stack(*, manage_iam: bool = True) -> DataPipelineStack:
+def make_stack(*, manage_iam: bool = True, app: App | None = None) -> DataPipelineStack:
     return DataPipelineStack(
-        App(),
+        app or App(),
         "test",
         kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=3, tls=False, sasl_username="admin"),
         connect=ConnectCluster(

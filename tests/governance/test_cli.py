@@ -1,4 +1,4 @@
-"""The ``datapipe`` CLI, in-process: exit codes 0 ok / 1 policy failure / 2 usage error, and its outputs."""
+"""The ``datapipe`` CLI, in-process: exit codes 0 ok / 1 policy failure / 64 usage error, and its outputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datapipe_cdk.cli import main, terraform_commands
+from datapipe_cdk.cli import USAGE, main
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "stacks" / "main.py")
@@ -16,7 +16,7 @@ APP = str(ROOT / "stacks" / "main.py")
 
 @pytest.fixture(autouse=True)
 def _production(monkeypatch):
-    monkeypatch.setenv("DATAPIPE_PROFILE", "production")
+    monkeypatch.delenv("DATAPIPE_TARGET", raising=False)
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def failing_app(tmp_path) -> str:
         from tests.governance.helpers import make_sink, make_source, make_stack
 
         def build(outdir):
-            stack = make_stack()
+            stack = make_stack(app=App(outdir=outdir))
             make_sink(stack, make_source(stack))
             return stack.node.scope
     """)
@@ -59,19 +59,26 @@ def test_validate_fails_with_the_policy_messages(failing_app, capsys):
 def test_synth_refuses_a_stack_that_breaks_a_policy(failing_app, tmp_path, capsys):
     assert main(["synth", "--app", failing_app, "--out", str(tmp_path / "out")]) == 1
     assert "PII column accounts.email (EMAIL_ADDRESS) reaches dataset payments_raw unmasked" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "stacks").exists()
+    assert not list((tmp_path / "out").rglob("cdk.tf.json")), "nothing is synthesized when a policy fails"
 
 
-def test_usage_errors_exit_2(tmp_path, capsys):
-    assert main(["validate", "--app", str(tmp_path / "missing.py")]) == 2
+def test_usage_errors_exit_64(tmp_path, capsys):
+    assert main(["validate", "--app", str(tmp_path / "missing.py")]) == USAGE
     assert "app file" in capsys.readouterr().err
-    assert main(["access", "--out", str(tmp_path)]) == 2
+    assert main(["access", "--out", str(tmp_path)]) == USAGE
     assert "run `datapipe synth` first" in capsys.readouterr().err
-    assert main([]) == 2
+    assert main([]) == USAGE
     with pytest.raises(SystemExit) as exited:
         main(["no-such-command"])
-    assert exited.value.code == 2
-    assert main(["lineage", "--app", APP, "--stack", "nope"]) == 2
+    assert exited.value.code == USAGE
+    assert main(["lineage", "--app", APP, "--stack", "nope"]) == USAGE
+
+
+def test_with_json_an_error_is_json_on_stdout(tmp_path, capsys):
+    assert main(["validate", "--json", "--app", str(tmp_path / "missing.py")]) == USAGE
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["error"]["kind"] == "usage"
+    assert "app file" in report["error"]["message"]
 
 
 def test_synth_writes_lineage_and_catalog_beside_the_terraform_json(synthesized):
@@ -96,10 +103,12 @@ def test_access_prints_who_can_read_what(synthesized, capsys):
 
 
 def test_expired_grants_lists_expired_kafka_grants_and_exits_1(synthesized, capsys):
-    assert main(["expired-grants", "--out", str(synthesized), "--at", "2030-03-30T00:00:00Z"]) == 0
-    assert capsys.readouterr().out == "no expired temporary Kafka grants\n"
+    assert main(["expired-grants", "--out", str(synthesized), "--at", "2030-01-01T00:00:00Z"]) == 0
+    assert capsys.readouterr().out == "no expired temporary grants\n"
     assert main(["expired-grants", "--out", str(synthesized), "--at", "2030-04-01T00:00:00Z", "--json"]) == 1
-    assert json.loads(capsys.readouterr().out) == [
+    found = json.loads(capsys.readouterr().out)
+    kafka = [g for g in found if g["system"] == "kafka"]
+    assert kafka == [
         {
             "stack": "payments",
             "principal": "User:chargeback-audit",
@@ -108,33 +117,41 @@ def test_expired_grants_lists_expired_kafka_grants_and_exits_1(synthesized, caps
             "until": "2030-03-31T00:00:00Z",
             "acls_present": 3,
             "where": "synthesized stack",
+            "remedy": "3 ACL(s) still in the synthesized stack (Kafka ACLs do not expire): "
+            "remove the grant_read(..., until=...) and deploy",
         }
     ]
-    assert main(["expired-grants", "--out", str(synthesized), "--at", "soon"]) == 2
+    bigquery = {(g["principal"], g["resource"]) for g in found if g["system"] == "bigquery"}
+    assert bigquery == {
+        ("user:auditor@acme.com", "dataset:risk"),
+        ("user:external-investigator@acme.com", "dataset:fraud_analytics"),
+    }
+    assert main(["expired-grants", "--out", str(synthesized), "--at", "soon"]) == USAGE
 
 
-def test_lineage_and_catalog_commands(capsys):
+def test_lineage_and_catalog_commands_have_one_json_shape_for_one_or_many_stacks(capsys):
     assert main(["lineage", "--app", APP, "--stack", "ledger", "--format", "dot"]) == 0
     assert capsys.readouterr().out.startswith('digraph "ledger" {')
     assert main(["lineage", "--app", APP, "--stack", "ledger"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["edges"]) == 9
+    [ledger] = json.loads(capsys.readouterr().out)
+    assert len(ledger["edges"]) == 9
+    assert main(["lineage", "--app", APP]) == 0
+    assert [g["stack"] for g in json.loads(capsys.readouterr().out)] == ["payments", "ledger"]
     assert main(["catalog", "--app", APP, "--stack", "ledger"]) == 0
-    assert json.loads(capsys.readouterr().out)["stack"] == "ledger"
+    assert [c["stack"] for c in json.loads(capsys.readouterr().out)] == ["ledger"]
+    assert main(["catalog", "--app", APP]) == 0
+    assert [c["stack"] for c in json.loads(capsys.readouterr().out)] == ["payments", "ledger"]
 
 
-def test_plan_deploy_destroy_wrap_tofu_or_cdktf(capsys, tmp_path):
-    assert main(["plan", "--app", APP, "--out", str(tmp_path), "--stack", "ledger", "--dry-run"]) == 0
-    err = capsys.readouterr().err
-    assert f"$ (cd {tmp_path}/stacks/ledger && tofu init -input=false -no-color)" in err  # not a terminal: no colors
-    assert f"$ (cd {tmp_path}/stacks/ledger && tofu plan -input=false -no-color)" in err
-    assert terraform_commands("deploy", "payments", "cdktf.out", tool="tofu", auto_approve=True)[1] == (
-        ["tofu", "apply", "-input=false", "-auto-approve"],
-        "cdktf.out/stacks/payments",
-    )
-    assert terraform_commands("deploy", "payments", "cdktf.out", tool="cdktf", auto_approve=True) == [
-        (["cdktf", "deploy", "payments", "--skip-synth", "--output", "cdktf.out", "--skip-provider-lock", "--auto-approve"], ".")
+def test_worker_secrets_lists_every_file_the_workers_need(synthesized, capsys):
+    assert main(["worker-secrets", "--out", str(synthesized), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    files = {(r["stack"], r["file"]): r["keys"] for r in rows}
+    assert files[("payments", "/etc/kafka-connect/secrets/payments-db.properties")] == [
+        "database.password",
+        "kafka.sasl.jaas.config",
     ]
-    assert terraform_commands("plan", "payments", "out", tool="cdktf", auto_approve=False)[0][0][:2] == ["cdktf", "diff"]
+    assert files[("ledger", "/etc/kafka-connect/secrets/ledger-raw-gcp-key.json")] == []
 
 
 def test_schema_command_prints_the_published_schema(capsys):

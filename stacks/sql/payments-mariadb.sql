@@ -1,4 +1,5 @@
 -- Example payments schema for MariaDB (database `payments`), captured by Debezium's MariaDB connector.
+-- Applied as any user's DDL is: datapipe local sql --engine mariadb -f stacks/sql/payments-mariadb.sql
 -- Topics: <topic.prefix>.payments.accounts / .orders / .refunds.
 -- No foreign keys on purpose: tests write each table on its own. Idempotent (IF NOT EXISTS).
 CREATE DATABASE IF NOT EXISTS payments CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;

@@ -1,0 +1,237 @@
+"""Plan, deploy and destroy synthesized stacks with OpenTofu, on their own targets or on the local stack.
+
+What ``datapipe plan | deploy | destroy`` runs for each stack, in order:
+
+* **deploy**: ``tofu init``, ``tofu apply``; then every connector the stack declares must be RUNNING
+  with all its tasks: one left STOPPED or PAUSED (a half-finished teardown, an operator's pause) is
+  resumed, so run state always follows the code.
+* **destroy**: connectors stopped and their offsets deleted first (Connect keeps a deleted connector's
+  offsets; a source re-created under its name would resume from a position whose schema history is
+  gone, a sink would skip records), then ``tofu destroy``, then (locally) the PostgreSQL slots and
+  publications the sources used (an orphaned slot pins WAL forever).
+* **plan**: ``tofu plan`` saved and read back as JSON, every change classified by consequence
+  (:mod:`datapipe_cdk.plan`).
+
+Broker hiccups on a busy machine (``kafka: broker not connected`` and the like) fail a Terraform run
+half-way; such runs are retried, at most ``RETRIES`` times. With ``local=True`` the local stack
+supplies the variables and secrets (:mod:`datapipe_cdk.local.provision`) and the state is encrypted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _toolchain
+from .connect_api import ConnectClient, ConnectError
+from .local import connect as local_connect
+from .local import provision, services
+from .local.config import StackConfig
+from .manifest import OUTPUT_NAME, Manifest
+
+RETRIES = 3
+TRANSIENT = re.compile(
+    r"broker not connected|run out of available brokers|connection refused|i/o timeout|context deadline exceeded"
+    r"|connection reset by peer|unexpected EOF|rebalance|status code 409|Request Timeout|TLS handshake timeout",
+    re.IGNORECASE,
+)
+
+
+class DeployError(RuntimeError):
+    """A Terraform run or a connector failed; the message says which, where the log is and what to do."""
+
+
+@dataclass
+class StackDir:
+    """One synthesized stack on disk: its directory, JSON and manifest."""
+
+    name: str
+    directory: Path
+    synthesized: dict[str, Any]
+    manifest: Manifest
+
+    @classmethod
+    def read(cls, out: Path, name: str) -> StackDir:
+        directory = out / "stacks" / name
+        path = directory / "cdk.tf.json"
+        if not path.is_file():
+            raise DeployError(f"{path} missing: run `datapipe synth` first")
+        synthesized = json.loads(path.read_text())
+        value = synthesized.get("output", {}).get(OUTPUT_NAME, {}).get("value")
+        if not isinstance(value, dict):
+            raise DeployError(f"{path}: no {OUTPUT_NAME} output; is {name!r} a DataPipelineStack?")
+        return cls(name, directory, synthesized, Manifest.from_dict(value, str(path)))
+
+    @property
+    def connectors(self) -> list[str]:
+        return [str(c["name"]) for c in self.synthesized.get("resource", {}).get("kafka-connect_connector", {}).values()]
+
+    def connector_config(self, name: str) -> dict[str, str]:
+        for item in self.synthesized.get("resource", {}).get("kafka-connect_connector", {}).values():
+            if item.get("name") == name:
+                return dict(item.get("config", {}))
+        return {}
+
+
+@dataclass
+class Runner:
+    """Runs OpenTofu for stacks, with the environment (toolchain, variables, encryption) they need."""
+
+    local: bool
+    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
+    color: bool = False
+    retries: int = RETRIES
+
+    def environment(self, stack: StackDir) -> dict[str, str]:
+        env = _toolchain.toolchain_env()
+        if self.local:
+            cfg = StackConfig()
+            env.update(provision.terraform_variables(cfg, stack.manifest, env))
+            env.update(provision.state_encryption(cfg))
+        return env
+
+    def tofu(self, stack: StackDir, args: Sequence[str], env: Mapping[str, str], *, check: bool = True,
+             capture: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run ``tofu <args>`` in the stack's directory; transient broker errors are retried."""
+        argv = ["tofu", *args, *([] if self.color else ["-no-color"])] if args[0] != "show" else ["tofu", *args]
+        self.log(f"$ (cd {stack.directory} && {' '.join(argv)})")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                done = subprocess.run(argv, cwd=stack.directory, env=dict(env), text=True, capture_output=True, check=False)
+            except FileNotFoundError:
+                raise DeployError("tofu not found: run `datapipe local setup` (or `make toolchain`)") from None
+            if not capture and done.stdout:
+                sys.stdout.write(done.stdout)
+                sys.stdout.flush()
+            failed = done.returncode not in ((0, 2) if "-detailed-exitcode" in args else (0,))
+            if failed and attempt <= self.retries and TRANSIENT.search(done.stderr + done.stdout):
+                self.log(f"  transient error (attempt {attempt}), retrying: {_first_error(done.stderr)}")
+                time.sleep(3.0 * attempt)
+                continue
+            if failed and check:
+                raise DeployError(f"tofu {args[0]} failed for stack {stack.name}:\n{_tail(done.stderr or done.stdout)}")
+            return done
+
+    def init(self, stack: StackDir, env: Mapping[str, str]) -> None:
+        self.tofu(stack, ["init", "-input=false", "-reconfigure"], env, capture=True)
+
+    # --- deploy -------------------------------------------------------------------------------
+
+    def deploy(self, stack: StackDir, *, auto_approve: bool) -> None:
+        env = self.environment(stack)
+        if self.local:
+            self._prepare_local(stack)
+        self.init(stack, env)
+        self.tofu(stack, ["apply", "-input=false", *(["-auto-approve"] if auto_approve else [])], env)
+        self.reconcile(stack)
+        if self.local:
+            self._save_deployed_manifest(stack, env)
+
+    def reconcile(self, stack: StackDir, timeout: float = 180.0) -> None:
+        """Every declared connector runs: resume what is STOPPED or PAUSED, restart failed tasks, then wait."""
+        client = self.connect_client(stack)
+        for name in stack.connectors:
+            state = client.status(name)
+            if state.state in ("STOPPED", "PAUSED"):
+                self.log(f"  connector {name} was {state.state}: resuming it (run state follows the code)")
+                client.resume(name)
+            elif state.state == "FAILED" or "FAILED" in state.tasks:
+                self.log(f"  connector {name} has failed tasks: restarting them")
+                client.restart(name)
+        try:
+            waited = client.wait_running(stack.connectors, timeout=timeout) if stack.connectors else 0.0
+        except ConnectError as error:
+            raise DeployError(f"stack {stack.name}: {error}") from None
+        if stack.connectors:
+            self.log(f"  {stack.name}: connectors {', '.join(stack.connectors)} RUNNING after {waited:.1f} s")
+
+    def connect_client(self, stack: StackDir) -> ConnectClient:
+        connect = stack.manifest.connect
+        password = None
+        if self.local:
+            password = local_connect.rest_password(StackConfig())
+        return ConnectClient(connect.url, connect.basic_auth_username, password)
+
+    def _prepare_local(self, stack: StackDir) -> None:
+        cfg = StackConfig()
+        provision.prepare(cfg, stack.manifest, stack.synthesized)
+        for source in stack.manifest.sources:
+            publication = stack.connector_config(source.connector).get("publication.name")
+            provision.prepare_captured_tables(cfg, source, publication)
+
+    def _save_deployed_manifest(self, stack: StackDir, env: Mapping[str, str]) -> None:
+        """The deployed manifest (outputs resolved), for notebooks and tools: ``<run>/manifests/<stack>.json``.
+        The state itself is encrypted; its outputs are not secret."""
+        done = self.tofu(stack, ["output", "-json", OUTPUT_NAME], env, capture=True)
+        target = StackConfig().run_dir / "manifests" / f"{stack.name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(done.stdout)
+
+    # --- destroy ------------------------------------------------------------------------------
+
+    def destroy(self, stack: StackDir, *, auto_approve: bool) -> None:
+        env = self.environment(stack)
+        self.init(stack, env)
+        client = self.connect_client(stack)
+        for name in stack.connectors:
+            if client.reset_offsets(name):
+                self.log(f"  connector {name}: stopped, offsets deleted")
+        self.tofu(stack, ["destroy", "-input=false", *(["-auto-approve"] if auto_approve else [])], env)
+        if self.local:
+            self._clean_local(stack)
+
+    def _clean_local(self, stack: StackDir) -> None:
+        cfg = StackConfig()
+        for source in stack.manifest.sources:
+            config = stack.connector_config(source.connector)
+            for item in provision.drop_replication(cfg, source, config.get("slot.name"), config.get("publication.name")):
+                self.log(f"  {source.name}: dropped {item}")
+        (cfg.run_dir / "manifests" / f"{stack.name}.json").unlink(missing_ok=True)
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(self, stack: StackDir) -> tuple[bool, dict[str, Any]]:
+        """(changes pending, the plan as JSON) — ``tofu plan -detailed-exitcode`` read back with ``tofu show -json``."""
+        env = self.environment(stack)
+        self.init(stack, env)
+        done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", "-out=datapipe.plan"], env, capture=True)
+        shown = self.tofu(stack, ["show", "-json", "datapipe.plan"], env, capture=True)
+        (stack.directory / "datapipe.plan").unlink(missing_ok=True)
+        return done.returncode == 2, json.loads(shown.stdout)
+
+
+def _first_error(text: str) -> str:
+    for line in text.splitlines():
+        if "Error" in line or "error" in line:
+            return line.strip()[:200]
+    return text.strip()[:200]
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def local_stack_ready() -> str | None:
+    """None when every local service is healthy; else what is wrong and the command that fixes it."""
+    states = services.states(list(services.ORDER), StackConfig())
+    unhealthy = {name: state for name, state in states.items() if not state.startswith("healthy")}
+    if unhealthy:
+        detail = ", ".join(f"{n}: {s}" for n, s in unhealthy.items())
+        return f"the local stack is not up ({detail}): run `datapipe local up`"
+    return None
+
+
+def apply_env_target(local: bool) -> None:
+    """Make the app target the local stack (``DATAPIPE_TARGET=local``) before it is loaded."""
+    if local:
+        os.environ["DATAPIPE_TARGET"] = "local"
