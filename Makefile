@@ -1,16 +1,17 @@
 # datapipe-cdk: two commands do everything on a fresh machine (see README):
-#   make demo   set up, bring the local stack up, deploy the example pipeline, run the notebooks
+#   make demo   set up, bring the local stack up, deploy the example app, watch rows land, run the notebooks
 #   make test   set up and run every test tier (unit, toolchain, integration, notebooks)
 # Downloads and builds are cached outside the clone, under $(DATAPIPE_CACHE).
 
 SHELL := /bin/bash
 PYTHON ?= python3
 PY := .venv/bin/python
+DATAPIPE := $(PY) -m datapipe_cdk.cli
 export DATAPIPE_CACHE ?= $(HOME)/.cache/datapipe-cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv synth test test-unit lint bench demo notebooks clean
+.PHONY: help setup venv synth test test-unit lint bench demo notebooks clean toolchain stack-up stack-down stack-status provider-schemas
 
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
@@ -21,18 +22,33 @@ venv: .venv/.installed
 	@echo "==> python venv + pip install -e '.[dev]'"
 	@test -x $(PY) || $(PYTHON) -m venv .venv
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@# compat: a plain path entry, so type checkers (mypy, pyright) find the package from any folder
+	@$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
--include mk/toolchain.mk
--include mk/stack.mk
+## setup: everything the tests and the demo need (venv, then `datapipe local setup`: toolchain, jars, databases, emulator)
+setup: venv
+	$(DATAPIPE) local setup
 
-## setup: everything the tests and the demo need (venv, toolchain, stack dependencies)
-setup: venv toolchain stack-deps
+## toolchain: only the offline OpenTofu toolchain (OpenTofu + providers from Go modules, cdktf-cli)
+toolchain:
+	bash datapipe_cdk/local/assets/toolchain.sh
 
-## synth: synthesize the example stacks into cdktf.out/
+## stack-up / stack-down / stack-status: the local stack (datapipe local up|down|status)
+stack-up: setup
+	$(DATAPIPE) local up
+stack-down: venv
+	$(DATAPIPE) local down
+stack-status: venv
+	$(DATAPIPE) local status
+
+## provider-schemas: regenerate tests/data/provider_schemas.json from the mirrored providers
+provider-schemas: venv
+	$(PY) tools/dump_provider_schemas.py
+
+## synth: synthesize the example app into cdktf.out/
 synth: venv
-	$(PY) stacks/main.py
+	$(DATAPIPE) synth
 
 ## lint: ruff and mypy
 lint: venv
@@ -51,7 +67,7 @@ test: setup lint
 bench: venv
 	$(PY) bench/synth_bench.py
 
-## demo: the main job: local stack up, example pipeline deployed, rows flowing, notebooks run
+## demo: the main job: local stack up, the example app deployed, rows flowing, notebooks run
 demo: setup
 	$(PY) -m integration.demo
 

@@ -39,10 +39,13 @@ CASES = {
         app = App(outdir=tempfile.mkdtemp())
         stack = DataPipelineStack(
             app, "big", kafka=KafkaCluster(bootstrap_servers=["k:9092"], brokers=3),
-            connect=ConnectCluster(url="http://c:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"),
+            connect=ConnectCluster(
+                url="http://c:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
+            ),
             gcp=GcpProject(project="acme-data"),
         )
-        tables = {f"t{i:04d}": ["id"] for i in range(1000)}
+        keyed = Table(["id"], [Column("id", ColumnType.INT64), Column("v", ColumnType.STRING)])
+        tables = {f"t{i:04d}": keyed for i in range(1000)}
         source = CdcSource(stack, "db", engine="mysql", host="db", database="big", tables=tables, owner=owner)
         sink = BigQuerySink(stack, "raw", source=source, dataset="big_raw", owners=[owner])
         warehouse = MicroWarehouse(stack, "wh", owners=[owner])

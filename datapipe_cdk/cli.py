@@ -484,28 +484,34 @@ def _destroy(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .plan import classify, exit_status, parse_allow, render_table
+    from .plan import PlanError, classify, classify_drift, exit_status, parse_allow, render_table, report
 
     try:
         allowed = parse_allow(args.allow)
-    except ValueError as error:
+    except PlanError as error:
         raise UsageError(str(error)) from None
     stacks, runner = _deployable(args)
     worst = OK
-    report = []
+    reports = []
     for stack in stacks:
         _, plan_json = runner.plan(stack)
         changes = classify(plan_json, stack.synthesized)
+        drift = classify_drift(plan_json, stack.synthesized)
+        run_state = runner.run_state_drift(stack)
         status = exit_status(changes, allowed)
+        if run_state and status == OK:
+            status = CHANGES  # a connector to resume is a change `deploy` will make
         worst = max(worst, status)
-        report.append({"stack": stack.name, "status": status, "changes": [c.as_dict() for c in changes]})
+        reports.append({"stack": stack.name, **report(changes, drift, allowed), "connectors_not_running": run_state})
         if not args.json:
             print(f"== {stack.name} ==")
-            sys.stdout.write(render_table(changes))
+            sys.stdout.write(render_table(changes, drift, allowed))
+            for line in run_state:
+                print(f"run state: {line} (deploy resumes it)")
     if args.json:
-        print(json.dumps({"ok": worst in (OK, CHANGES), "status": worst, "stacks": report}, indent=2))
+        print(json.dumps({"ok": worst in (OK, CHANGES), "exit_status": worst, "stacks": reports}, indent=2))
     elif worst == REFUSED:
-        print("datapipe: the plan holds changes that need --allow (see the table above)", file=sys.stderr)
+        print("datapipe: the plan holds risky changes not allowed (marked !); review, then pass --allow", file=sys.stderr)
     return worst
 
 

@@ -198,6 +198,19 @@ class Runner:
                 self.log(f"  {source.name}: dropped {item}")
         (cfg.run_dir / "manifests" / f"{stack.name}.json").unlink(missing_ok=True)
 
+    def run_state_drift(self, stack: StackDir) -> list[str]:
+        """Declared connectors that exist but do not run (STOPPED, PAUSED, FAILED): drift the provider cannot see."""
+        found = []
+        try:
+            client = self.connect_client(stack)
+            for name in stack.connectors:
+                state = client.status(name)
+                if state.state != "MISSING" and not state.running:
+                    found.append(f"connector {name} is {state.state} (tasks: {', '.join(state.tasks) or 'none'})")
+        except ConnectError as error:
+            self.log(f"  {stack.name}: connector run state not checked ({error})")
+        return found
+
     # --- plan ---------------------------------------------------------------------------------
 
     def plan(self, stack: StackDir) -> tuple[bool, dict[str, Any]]:

@@ -1,6 +1,7 @@
-"""The main job (``make demo``): the local stack up, the example pipelines deployed with OpenTofu, a
-few rows written in MariaDB and PostgreSQL and printed as they land in the warehouse's latest-state
-views (with their latency), then the analyst notebooks run. The stack is left running.
+"""The main job (``make demo``): the local stack up, the example app deployed exactly as a user deploys
+theirs (``datapipe local sql`` for its schema, ``datapipe deploy --local``), a few rows written in
+MariaDB and PostgreSQL and printed as they land in the warehouse's latest-state views (with their
+latency), then the analyst notebooks run. The stack is left running (``datapipe local down`` stops it).
 
     python -m integration.demo [--no-notebooks]
 """
@@ -16,12 +17,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from integration import deploy, flow
 from datapipe_cdk.local import bigquery
 from datapipe_cdk.local.config import StackConfig
+from integration import flow
+from integration.conftest import EXAMPLE_APP, EXAMPLE_SQL, STACKS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_RUNNER = ROOT / "tools" / "run_notebooks.py"
+OUT = ROOT / "cdktf.out" / "local"
 LAND_TIMEOUT_S = 120.0
 POLL_S = 0.25
 
@@ -30,17 +33,31 @@ def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
+def datapipe(*args: str) -> None:
+    """Run the ``datapipe`` CLI as a user does, showing the command; stop the demo if it fails."""
+    print(f"    $ datapipe {' '.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "datapipe_cdk.cli", *args], cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: datapipe {args[0]} failed (exit {done.returncode})")
+
+
 def stack_up() -> None:
-    step("local stack: python -m datapipe_cdk.local up")
-    subprocess.run([sys.executable, "-m", "datapipe_cdk.local", "up"], cwd=ROOT, check=True)
+    step("local stack: datapipe local up (sets up what is missing, then starts every service)")
+    datapipe("local", "up")
 
 
-def deploy_all(cfg: StackConfig) -> None:
-    step(f"deploy: synth (local profile) into {deploy.OUTDIR}, then tofu apply per stack")
-    deploy.synth(cfg)
-    for stack in deploy.STACKS:
-        print(f"    {stack}: applied in {deploy.apply(cfg, stack):.1f} s", flush=True)
-    print(f"    connectors {', '.join(deploy.connector_names())}: RUNNING after {deploy.wait_running(cfg):.1f} s", flush=True)
+def deploy_all() -> None:
+    step("the example app's schema, created as admin the way any app's is")
+    datapipe("local", "sql", "--engine", "mariadb", "-f", str(EXAMPLE_SQL["mariadb"].relative_to(ROOT)))
+    datapipe(
+        "local", "sql", "--engine", "postgres", "--database", "payments", "-f", str(EXAMPLE_SQL["postgres"].relative_to(ROOT))
+    )
+    step(f"deploy: datapipe deploy --local (synth into {OUT.relative_to(ROOT)}, provision, tofu apply, connectors RUNNING)")
+    began = time.monotonic()
+    datapipe(
+        "deploy", "--local", "--app", str(EXAMPLE_APP.relative_to(ROOT)), "--out", str(OUT.relative_to(ROOT)), "--auto-approve"
+    )
+    print(f"    deployed {', '.join(STACKS)} in {time.monotonic() - began:.1f} s", flush=True)
 
 
 def _fmt(row: flow.Row) -> str:
@@ -57,8 +74,7 @@ def _await(client: object, pipe: flow.Pipe, what: str, since: float, check: obje
             print(f"    {pipe.view:<22} +{time.monotonic() - since:5.2f} s  {what}: {found}", flush=True)
             return
         time.sleep(POLL_S)
-    raise SystemExit(f"demo: {what} did not reach {pipe.view} within {LAND_TIMEOUT_S:.0f}s: "
-                     f"see python -m datapipe_cdk.local status and {deploy.OUTDIR}")
+    raise SystemExit(f"demo: {what} did not reach {pipe.view} within {LAND_TIMEOUT_S:.0f}s: see datapipe local status")
 
 
 def rows_flow(cfg: StackConfig) -> None:
@@ -72,13 +88,17 @@ def rows_flow(cfg: StackConfig) -> None:
             order_id = flow.insert_order(cfg, pipe.engine, 900 + n, amount, currency, tag)
             ids.append(order_id)
             print(f"    INSERT id={order_id} amount={amount} {currency} into {pipe.engine}", flush=True)
-            _await(client, pipe, f"insert id={order_id}", began,
-                   lambda rows, i=order_id: _fmt(rows[i]) if i in rows else None)
+            _await(client, pipe, f"insert id={order_id}", began, lambda rows, i=order_id: _fmt(rows[i]) if i in rows else None)
         began = time.monotonic()
         flow.update_status(cfg, pipe.engine, ids[0], "paid")
         print(f"    UPDATE id={ids[0]} status=paid", flush=True)
-        _await(client, pipe, f"update id={ids[0]}", began,
-               lambda rows, i=ids[0]: _fmt(rows[i]) if rows.get(i, {}).get("status") == "paid" else None)
+        _await(
+            client,
+            pipe,
+            f"update id={ids[0]}",
+            began,
+            lambda rows, i=ids[0]: _fmt(rows[i]) if rows.get(i, {}).get("status") == "paid" else None,
+        )
         began = time.monotonic()
         flow.delete_order(cfg, pipe.engine, ids[1])
         print(f"    DELETE id={ids[1]}", flush=True)
@@ -95,7 +115,7 @@ def run_notebooks(artifacts: Path) -> int:
         step(f"notebooks: {NOTEBOOK_RUNNER.relative_to(ROOT)} is not in this checkout, skipped")
         return 0
     worst = 0
-    for stack in deploy.STACKS:
+    for stack in STACKS:
         step(f"notebooks for stack {stack}: {NOTEBOOK_RUNNER.relative_to(ROOT)} --stack {stack}")
         command = [sys.executable, str(NOTEBOOK_RUNNER), "--stack", stack, "--artifacts", str(artifacts / stack)]
         result = subprocess.run(command, cwd=ROOT)
@@ -111,17 +131,15 @@ def main(argv: Sequence[str]) -> int:
     began = time.monotonic()
     stack_up()
     cfg = StackConfig()
-    try:
-        deploy_all(cfg)
-    except deploy.DeployError as error:
-        print(f"demo: {error}", file=sys.stderr)
-        return 1
+    deploy_all()
     rows_flow(cfg)
     code = 0
     if not args.no_notebooks:
         code = run_notebooks(cfg.cache_dir / "artifacts" / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ"))
-    step(f"done in {time.monotonic() - began:.0f} s; the stack is still running "
-         f"(python -m datapipe_cdk.local status). Stop it with: make stack-down")
+    step(
+        f"done in {time.monotonic() - began:.0f} s; the stack is still running (datapipe local status). "
+        "Stop it with: datapipe local down"
+    )
     return code
 
 

@@ -66,7 +66,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
 @contextmanager
 def source_cursor(cfg: StackConfig, engine: str) -> Iterator[Any]:
     """An autocommit cursor on the example database as its admin (MariaDB or PostgreSQL)."""
-    conn: Any = databases.mariadb_connect(cfg) if engine == "mariadb" else databases.postgres_connect(cfg)
+    conn: Any = databases.mariadb_connect(cfg) if engine == "mariadb" else databases.postgres_connect(cfg, dbname="payments")
     try:
         with conn.cursor() as cursor:
             yield cursor
@@ -100,7 +100,7 @@ def insert_then_update_in_one_transaction(cfg: StackConfig, engine: str, statuse
 
     The changes share one commit: only their source positions tell the latest-state view their order.
     """
-    conn: Any = databases.mariadb_connect(cfg) if engine == "mariadb" else databases.postgres_connect(cfg)
+    conn: Any = databases.mariadb_connect(cfg) if engine == "mariadb" else databases.postgres_connect(cfg, dbname="payments")
     try:
         conn.autocommit = False
         with conn.cursor() as cur:

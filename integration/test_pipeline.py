@@ -1,8 +1,7 @@
-"""The example pipelines deployed on the real stack: what Terraform declared exists, rows flow from
-MariaDB and PostgreSQL through Debezium, Kafka and KCBQ into BigQuery, the latest-state views match
-the sources row by row, grants hold, and a second plan is empty.
-
-Runs once per backend of the ``deployed`` fixture (local processes, docker compose); see conftest.py.
+"""The example pipelines deployed on the local stack with ``datapipe deploy --local``: what Terraform
+declared exists, rows flow from MariaDB and PostgreSQL through Debezium, Kafka and KCBQ into BigQuery,
+the latest-state views match the sources row by row, grants hold, secrets stay on the workers, and a
+second plan is empty.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 
-from integration import deploy, flow
-from integration.conftest import DeployedStack
 from datapipe_cdk.local import bigquery
+from integration import flow
+from integration.conftest import EXAMPLE_APP, STACKS, DeployedStack, datapipe
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +38,12 @@ def _norm(value: object) -> str:
     return "cluster" if short == "broker" else short
 
 
-@pytest.mark.parametrize("stack_name", deploy.STACKS)
+@pytest.mark.parametrize("stack_name", STACKS)
 def test_topics_have_declared_partitions_and_configs(deployed: DeployedStack, stack_name: str) -> None:
     from confluent_kafka.admin import ConfigResource, ResourceType
 
     admin = _admin(deployed)
-    declared = deploy.resources(stack_name, "kafka_topic")
+    declared = deployed.resources(stack_name, "kafka_topic")
     assert declared, f"stack {stack_name} declares no topics"
     metadata = admin.list_topics(timeout=15).topics
     for topic in declared:
@@ -58,7 +56,7 @@ def test_topics_have_declared_partitions_and_configs(deployed: DeployedStack, st
             assert actual[key].value == str(value), f"{name}: {key} is {actual[key].value}, declared {value}"
 
 
-@pytest.mark.parametrize("stack_name", deploy.STACKS)
+@pytest.mark.parametrize("stack_name", STACKS)
 def test_acls_exist_as_declared(deployed: DeployedStack, stack_name: str) -> None:
     from confluent_kafka.admin import (
         AclBindingFilter,
@@ -77,18 +75,35 @@ def test_acls_exist_as_declared(deployed: DeployedStack, stack_name: str) -> Non
     declared = {(acl["acl_principal"], _norm(acl["resource_type"]), acl["resource_name"],
                  _norm(acl.get("resource_pattern_type_filter", "Literal")), _norm(acl["acl_operation"]),
                  _norm(acl["acl_permission_type"]))
-                for acl in deploy.resources(stack_name, "kafka_acl")}
+                for acl in deployed.resources(stack_name, "kafka_acl")}
     assert declared, f"stack {stack_name} declares no ACLs"
     assert declared - actual == set(), "declared ACLs missing from the broker"
 
 
 def test_connectors_and_tasks_running(deployed: DeployedStack) -> None:
-    for name in deploy.connector_names():
-        body = requests.get(f"{deployed.cfg.connect_url}/connectors/{name}/status", timeout=10).json()
-        assert body["connector"]["state"] == "RUNNING", f"{name}: {body['connector']}"
-        assert body["tasks"], f"{name}: no tasks"
-        for task in body["tasks"]:
-            assert task["state"] == "RUNNING", f"{name} task {task['id']}: {task.get('trace', '')[:500]}"
+    client = deployed.connect()
+    for name in deployed.connector_names():
+        state = client.status(name)
+        assert state.running, f"{name}: {state.state} tasks {state.tasks} {state.trace[:500]}"
+
+
+def test_connect_rest_api_requires_a_login_and_never_returns_a_secret(deployed: DeployedStack) -> None:
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{deployed.cfg.connect_url}/connectors", timeout=10)
+    assert refused.value.code == 401
+    client = deployed.connect()
+    secrets_found = _run_dir_secrets(deployed)
+    for name in deployed.connector_names():
+        config = client.config(name)
+        assert config, name
+        text = repr(config)
+        assert not [v for v in secrets_found if v in text], f"GET /connectors/{name}/config returns a secret value"
+        for key, value in config.items():
+            if "password" in key or "jaas" in key:
+                assert value.startswith("${file:"), (name, key)
 
 
 @pytest.mark.parametrize("pipe", flow.PIPES, ids=[pipe.engine for pipe in flow.PIPES])
@@ -165,17 +180,17 @@ def test_granted_principal_reads_its_topic_only(deployed: DeployedStack, user: s
     assert wrong_group.refused == "GROUP_AUTHORIZATION_FAILED", f"{user} with an ungranted group: {wrong_group}"
 
 
-@pytest.mark.parametrize("stack_name", deploy.STACKS)
-def test_second_plan_is_empty(deployed: DeployedStack, stack_name: str) -> None:
-    empty, text = deploy.plan_is_empty(deployed.cfg, stack_name)
-    assert empty, f"tofu plan for {stack_name} after apply wants changes:\n{text[-3000:]}"
+def test_second_plan_is_empty(deployed: DeployedStack) -> None:
+    done = datapipe("plan", "--local", "--app", str(EXAMPLE_APP), "--out", str(deployed.out), "--json", check=False)
+    assert done.returncode == 0, f"datapipe plan after deploy wants changes (exit {done.returncode}):\n{done.stdout[-3000:]}"
 
 
 def _run_dir_secrets(deployed: DeployedStack) -> set[str]:
     """Every generated password and private key of the run dir (values long enough to be unambiguous).
 
-    Not the PII hashing salt: Debezium spells it inside a config key, so the library treats it as a
-    deployment parameter that Connect's REST API shows (see ``CdcSource``), not as a secret.
+    Not the PII hashing salts: Debezium spells them inside a config key, so the library treats them as
+    deployment parameters that plan, state and Connect's REST API show (and the policies treat hashed
+    PII as PII accordingly).
     """
     import json
 
@@ -184,7 +199,7 @@ def _run_dir_secrets(deployed: DeployedStack) -> set[str]:
     def collect(value: object) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                if key != "hash_salt":  # by design a deployment parameter (datapipe_cdk.source.CdcSource)
+                if not str(key).startswith("salt/"):  # by design a deployment parameter (CdcSource hashed=)
                     collect(item)
         elif isinstance(value, str) and len(value) >= 12:
             found.add(value)
@@ -196,11 +211,15 @@ def _run_dir_secrets(deployed: DeployedStack) -> set[str]:
     return found - {"datapipe_admin", "postgres", "debezium"}
 
 
-def test_no_secret_in_synthesized_json_or_logs(deployed: DeployedStack) -> None:
+def test_no_secret_in_synthesized_json_state_or_logs(deployed: DeployedStack) -> None:
     values = _run_dir_secrets(deployed)
     assert values, "no generated secrets found in the run dir"
-    files = [*deploy.OUTDIR.rglob("*.json"), *(deployed.cfg.run_dir / "logs").glob("tofu-*.log")]
+    states = list((deployed.cfg.run_dir / "terraform").glob("*.tfstate"))
+    assert states, "no Terraform state in the run dir"
+    files = [*deployed.out.rglob("*.json"), *states, *(deployed.cfg.run_dir / "logs").glob("*.log")]
     for path in files:
         text = path.read_text(errors="replace")
         leaked = [value[:4] + "…" for value in values if value in text]
         assert not leaked, f"{path} contains generated secrets ({len(leaked)}): {leaked}"
+    for state in states:
+        assert '"encrypted_data"' in state.read_text(), f"{state} is not encrypted"

@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 DEBIAN_PACKAGES = ("mariadb-server", "mariadb-client", "postgresql")
 MARIADB_SERVER_ID = 184054  # Debezium's own server id must differ: use e.g. 5400 in the connector.
 ADMIN_USER = "datapipe_admin"
-PG_NAMESPACE_ID = 70000
-"""The unprivileged user and group id PostgreSQL sees itself as when the launcher runs as root."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +306,20 @@ def _as_server(argv: list[str]) -> list[str]:
         return argv
     if shutil.which("unshare") is None:
         raise ServiceError("PostgreSQL cannot run as root and unshare (util-linux) is missing: apt-get install util-linux")
-    return ["unshare", "--user", f"--map-user={PG_NAMESPACE_ID}", f"--map-group={PG_NAMESPACE_ID}", *argv]
+    # An existing account (initdb looks its name up); only its ids are used, inside the namespace.
+    account = next((a for a in (_account("postgres"), _account("nobody")) if a is not None), None)
+    if account is None:
+        raise ServiceError(
+            "PostgreSQL cannot run as root: create an unprivileged 'postgres' user (apt-get install postgresql does)"
+        )
+    return ["unshare", "--user", f"--map-user={account.pw_uid}", f"--map-group={account.pw_gid}", *argv]
+
+
+def _account(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
 
 
 def _pg_hba() -> str:

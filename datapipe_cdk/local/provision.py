@@ -288,8 +288,8 @@ def state_encryption(cfg: StackConfig) -> dict[str, str]:
     config = (
         f'key_provider "pbkdf2" "local" {{ passphrase = "{passphrase}" }}\n'
         'method "aes_gcm" "local" { keys = key_provider.pbkdf2.local }\n'
-        "state { method = method.aes_gcm.local\n enforced = true }\n"
-        "plan { method = method.aes_gcm.local\n enforced = true }\n"
+        "state {\n  method = method.aes_gcm.local\n  enforced = true\n}\n"
+        "plan {\n  method = method.aes_gcm.local\n  enforced = true\n}\n"
     )
     return {"TF_ENCRYPTION": config}
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datapipe_cdk.runtime.manifest import Source, run_dir
+from datapipe_cdk.manifest import Source
+from datapipe_cdk.runtime.manifest import run_dir
 
 
 class CredentialsError(RuntimeError):

@@ -6,6 +6,10 @@ it is then seen (a) in the CDC topic (Kafka's record timestamp, plus Debezium's 
 (b) in the changelog table and (c) in the latest-state view. Seed rows for updates and deletes are
 written and waited for before timing starts. Warehouse times are the first poll that saw the change,
 so their resolution is the poll interval plus one query. All loops are bounded by ``timeout_s``.
+
+Writing markers needs permission (``writes.require_probe_writes``): by default only when the manifest's
+``target`` is ``local``; against any other target only with ``write_probe_rows=True``. Without it,
+``observe.observe_latency`` measures the changes that already flowed, read-only.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import pandas as pd
 from google.api_core.exceptions import GoogleAPIError
 from tqdm import tqdm
 
+from datapipe_cdk.manifest import Manifest
 from datapipe_cdk.runtime.credentials import Credentials
-from datapipe_cdk.runtime.manifest import Manifest
 from datapipe_cdk.runtime.probe_rows import ProbeRows, WarehouseView, choose_pipe, warehouse_view
 from datapipe_cdk.runtime.source import SourceDatabase
 from datapipe_cdk.runtime.stats import END_TO_END, KAFKA_TO_WAREHOUSE, SOURCE_TO_KAFKA, latency_summary
 from datapipe_cdk.runtime.stream import ChangeEvent, TopicTail
 from datapipe_cdk.runtime.warehouse import WarehouseClient
+from datapipe_cdk.runtime.writes import require_probe_writes
 
+PROBE = "probe"
 _KAFKA_OP = {"insert": "c", "update": "u", "delete": "d"}
 
 
@@ -69,12 +75,19 @@ class Marker:
 
 @dataclass
 class ProbeResult:
-    """Per-marker timings (``markers``), the long table (``latencies``: marker, op, stage, latency_s)."""
+    """Per-marker timings (``markers``), the long table (``latencies``: marker, op, stage, latency_s).
+
+    ``mode`` is ``probe`` (markers written and timed) or ``read_only`` (changes that already flowed,
+    ``observe.observe_latency``; then ``markers`` holds one row per observed change); ``notes`` say what
+    could not be measured and why.
+    """
 
     table: str
     markers: pd.DataFrame
     latencies: pd.DataFrame
     settings: dict[str, object] = field(default_factory=dict)
+    mode: str = PROBE
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
         return latency_summary(self.latencies)
@@ -214,19 +227,23 @@ def run_probe(
     poll_interval_s: float = 0.25,
     cleanup: bool = True,
     progress: bool = True,
+    write_probe_rows: bool | None = None,
 ) -> ProbeResult:
     """Write ``markers`` changes at ``rate_per_s`` into ``table`` and time them through the pipeline.
 
     Waits at most ``timeout_s`` after the last write; markers never seen at a stage have NaN there.
-    With ``cleanup`` the probe's remaining rows are deleted at the end (not timed).
+    With ``cleanup`` the probe's remaining rows are deleted at the end (not timed). Refuses
+    (``ReadOnlyError``, before connecting anywhere) unless the manifest's target is ``local`` or
+    ``write_probe_rows`` is True; ``write_probe_rows=False`` always refuses.
     """
     if markers < 1 or rate_per_s <= 0:
         raise ValueError(f"markers must be >= 1 and rate_per_s > 0, got {markers} and {rate_per_s}")
     pipe = choose_pipe(manifest, table)
+    require_probe_writes(manifest.target, write_probe_rows, where=f"source table {pipe.source_label} of stack {manifest.stack!r}")
     warehouse = WarehouseClient(manifest.bigquery)
     written: list[Marker] = []
-    with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
-        rows = ProbeRows(db, pipe)
+    with SourceDatabase(pipe.source, credentials.database(pipe.source), writable=True) as db:
+        rows = ProbeRows(db, pipe, target=manifest.target, write_probe_rows=write_probe_rows)
         view = warehouse_view(warehouse, rows)
         plan = _plan(markers, rows.marker_column is not None)
         seeds: list[object] = []

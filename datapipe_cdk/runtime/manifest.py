@@ -1,11 +1,24 @@
 """What a stack deployed, read from its ``datapipe_manifest`` Terraform output.
 
-Looked up by stack name, in this order: ``$DATAPIPE_MANIFEST`` (a JSON file, for a stack deployed
-elsewhere), the stack's local Terraform state (see ``_state_files``; it holds the value that
-``tofu output -json datapipe_manifest`` prints), ``tofu output`` itself for an initialised stack without
-a local state file (remote backend), then the synthesized ``cdk.tf.json`` (before deploy), the local
-profile's (``cdktf.out/local``) before the default one. Fields we read must be literal there;
-only fields we never read may still be ``${...}`` expressions.
+The classes and the parsing are :mod:`datapipe_cdk.manifest`'s (one definition for the constructs that
+write the manifest and the readers here; standard library only, so reading never starts cdktf). This
+module finds the JSON and hands it to :meth:`Manifest.from_dict`.
+
+Looked up by stack name, in this order:
+
+1. ``manifest_path`` (argument) or ``$DATAPIPE_MANIFEST``: a file holding the manifest, for a stack deployed
+   elsewhere. It may be the manifest's JSON itself, ``tofu output -json [datapipe_manifest]`` saved to a
+   file, a Terraform state (``outputs.datapipe_manifest``) or a synthesized ``cdk.tf.json``.
+2. What ``datapipe deploy --local`` saved for a stack on the local stack (``<run>/manifests/<stack>.json``;
+   its state is encrypted), then the stack's local Terraform state (see ``_state_files``; it holds the
+   value that ``tofu output -json datapipe_manifest`` prints).
+3. ``tofu output`` itself for an initialised stack directory without a local state file (remote backend).
+4. The synthesized ``cdk.tf.json`` (before deploy), the local target's (``<out>/local``) before the default.
+
+Stack directories are ``<synth_dir>/[local/]stacks/<stack>`` when ``synth_dir`` (your app's synth output
+folder, e.g. ``cdktf.out``; or one stack's directory) is given, else under the project directory
+(``root``, ``$DATAPIPE_PROJECT_DIR`` or the nearest parent holding ``cdktf.json``). Fields we read must be
+literal there; only fields we never read may still be ``${...}`` expressions.
 """
 
 from __future__ import annotations
@@ -15,289 +28,56 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datapipe_cdk import _toolchain
+from datapipe_cdk.manifest import (
+    OUTPUT_NAME,
+    BigQueryEndpoint,
+    ColumnPolicy,
+    ConnectEndpoint,
+    KafkaEndpoint,
+    Manifest,
+    ManifestError,
+    Pipe,
+    Sink,
+    SinkTable,
+    Source,
+    SourceTable,
+    View,
+    WarehouseSpec,
+)
 
-OUTPUT_NAME = "datapipe_manifest"
-
-
-class ManifestError(RuntimeError):
-    """The manifest is missing or unusable; the message says what to run."""
-
-
-@dataclass(frozen=True)
-class ColumnPolicy:
-    """A classified source column and what the connector does to it (``masked``, ``hashed``, ``excluded``)."""
-
-    name: str
-    classification: str | None
-    info_type: str | None
-    treatment: str | None
-
-
-@dataclass(frozen=True)
-class SourceTable:
-    name: str
-    primary_key: tuple[str, ...]
-    topic: str
-    columns: tuple[ColumnPolicy, ...]
-
-    def policy(self, column: str) -> ColumnPolicy | None:
-        return next((c for c in self.columns if c.name == column), None)
-
-    @property
-    def excluded(self) -> set[str]:
-        """Columns the connector drops (treatment ``excluded``): they never leave the source."""
-        return {c.name for c in self.columns if c.treatment == "excluded"}
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    engine: str
-    host: str
-    port: int
-    database: str
-    schema: str | None
-    connector: str
-    topic_prefix: str
-    tables: tuple[SourceTable, ...]
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine in ("postgres", "postgresql")
-
-
-@dataclass(frozen=True)
-class SinkTable:
-    source_table: str
-    topic: str
-    table: str
-    primary_key: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Sink:
-    name: str
-    connector: str
-    dataset: str
-    holds_pii: bool
-    tables: tuple[SinkTable, ...]
-
-
-@dataclass(frozen=True)
-class View:
-    name: str
-    kind: str
-    sink_dataset: str | None
-    sink_table: str | None
-    primary_key: tuple[str, ...]
-    columns: tuple[str, ...] = ()
-    """Columns a latest-state view chose to expose; empty means every column of its table."""
-
-
-@dataclass(frozen=True)
-class WarehouseSpec:
-    name: str
-    dataset: str
-    holds_pii: bool
-    views: tuple[View, ...]
-
-
-@dataclass(frozen=True)
-class KafkaEndpoint:
-    bootstrap_servers: tuple[str, ...]
-    security_protocol: str
-    sasl_mechanism: str | None
-
-
-@dataclass(frozen=True)
-class BigQueryEndpoint:
-    project: str
-    location: str
-    endpoint: str | None
-
-
-@dataclass(frozen=True)
-class Pipe:
-    """One table's path: source table → topic → changelog table → latest-state view (if exposed)."""
-
-    source: Source
-    source_table: SourceTable
-    sink: Sink
-    sink_table: SinkTable
-    warehouse: WarehouseSpec | None
-    view: View | None
-
-    @property
-    def label(self) -> str:
-        """``dataset.view`` of the latest-state view, else ``dataset.table`` of the changelog table."""
-        if self.warehouse is not None and self.view is not None:
-            return f"{self.warehouse.dataset}.{self.view.name}"
-        return self.changelog_label
-
-    @property
-    def changelog_label(self) -> str:
-        return f"{self.sink.dataset}.{self.sink_table.table}"
-
-    @property
-    def source_label(self) -> str:
-        return f"{self.source.name}.{self.source_table.name}"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    stack: str
-    kafka: KafkaEndpoint
-    connect_url: str
-    bigquery: BigQueryEndpoint
-    sources: tuple[Source, ...]
-    sinks: tuple[Sink, ...]
-    warehouses: tuple[WarehouseSpec, ...]
-    origin: str
-    """Where it was read from (a file path and which part of it)."""
-
-    def pipes(self) -> list[Pipe]:
-        """Every captured table a sink writes (joined by topic), once per latest-state view that exposes
-        it, or once with ``view=None`` when no view does."""
-        by_topic = {t.topic: (s, t) for s in self.sources for t in s.tables}
-        found = []
-        for sink in self.sinks:
-            for sink_table in sink.tables:
-                if sink_table.topic not in by_topic:
-                    continue
-                source, source_table = by_topic[sink_table.topic]
-                views = self._views_of(sink, sink_table) or [(None, None)]
-                found += [Pipe(source, source_table, sink, sink_table, w, v) for w, v in views]
-        return found
-
-    def _views_of(self, sink: Sink, table: SinkTable) -> list[tuple[WarehouseSpec | None, View | None]]:
-        return [
-            (warehouse, view)
-            for warehouse in self.warehouses
-            for view in warehouse.views
-            if view.kind == "latest_state" and (view.sink_dataset, view.sink_table) == (sink.dataset, table.table)
-        ]
-
-
-# --- parsing ------------------------------------------------------------------------------
-
-
-def _literal(value: Any, where: str) -> Any:
-    if isinstance(value, str) and "${" in value:
-        raise ManifestError(
-            f"manifest field {where} is still a Terraform expression ({value!r}); deploy the stack "
-            "(cdktf deploy / tofu apply) and read it from the state"
-        )
-    return value
-
-
-def _get(raw: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in raw:
-        raise ManifestError(f"manifest has no {where}.{key}; re-run `cdktf synth` with the current datapipe_cdk")
-    return _literal(raw[key], f"{where}.{key}")
-
-
-def _opt(raw: Mapping[str, Any], key: str, where: str) -> Any:
-    return _literal(raw.get(key), f"{where}.{key}")
-
-
-def _source(raw: Mapping[str, Any], where: str) -> Source:
-    tables = tuple(
-        SourceTable(
-            name=_get(t, "name", f"{where}.tables"),
-            primary_key=tuple(_get(t, "primary_key", f"{where}.tables")),
-            topic=_get(t, "topic", f"{where}.tables"),
-            columns=tuple(
-                ColumnPolicy(c["name"], c.get("classification"), c.get("info_type"), c.get("treatment"))
-                for c in t.get("columns") or []
-            ),
-        )
-        for t in _get(raw, "tables", where)
-    )
-    return Source(
-        name=_get(raw, "name", where),
-        engine=str(_get(raw, "engine", where)).lower(),
-        host=_get(raw, "host", where),
-        port=int(_get(raw, "port", where)),
-        database=_get(raw, "database", where),
-        schema=_opt(raw, "schema", where),
-        connector=_get(raw, "connector", where),
-        topic_prefix=_get(raw, "topic_prefix", where),
-        tables=tables,
-    )
-
-
-def _sink(raw: Mapping[str, Any], where: str) -> Sink:
-    return Sink(
-        name=_get(raw, "name", where),
-        connector=_get(raw, "connector", where),
-        dataset=_get(raw, "dataset", where),
-        holds_pii=bool(raw.get("holds_pii", True)),
-        tables=tuple(
-            SinkTable(
-                source_table=_get(t, "source_table", f"{where}.tables"),
-                topic=_get(t, "topic", f"{where}.tables"),
-                table=_get(t, "table", f"{where}.tables"),
-                primary_key=tuple(t.get("primary_key") or ()),
-            )
-            for t in _get(raw, "tables", where)
-        ),
-    )
-
-
-def _warehouse(raw: Mapping[str, Any], where: str) -> WarehouseSpec:
-    return WarehouseSpec(
-        name=_get(raw, "name", where),
-        dataset=_get(raw, "dataset", where),
-        holds_pii=bool(raw.get("holds_pii", True)),
-        views=tuple(
-            View(
-                name=_get(v, "name", f"{where}.views"),
-                kind=str(v.get("kind", "custom")),
-                sink_dataset=_opt(v, "sink_dataset", f"{where}.views"),
-                sink_table=_opt(v, "sink_table", f"{where}.views"),
-                primary_key=tuple(v.get("primary_key") or ()),
-                columns=tuple(v.get("columns") or ()),
-            )
-            for v in raw.get("views") or []
-        ),
-    )
-
-
-def parse_manifest(raw: Mapping[str, Any], origin: str = "<dict>", *, bigquery_endpoint: str | None = None) -> Manifest:
-    """A ``Manifest`` from the output's JSON value; ``ManifestError`` names the first bad field.
-    ``bigquery_endpoint``, when given, replaces the manifest's BigQuery endpoint (which is then not read)."""
-    kafka = _get(raw, "kafka", "manifest")
-    bigquery = _get(raw, "bigquery", "manifest")
-    return Manifest(
-        stack=_get(raw, "stack", "manifest"),
-        kafka=KafkaEndpoint(
-            bootstrap_servers=tuple(_get(kafka, "bootstrap_servers", "kafka")),
-            security_protocol=str(kafka.get("security_protocol") or "PLAINTEXT"),
-            sasl_mechanism=kafka.get("sasl_mechanism"),
-        ),
-        connect_url=_get(_get(raw, "connect", "manifest"), "url", "connect"),
-        bigquery=BigQueryEndpoint(
-            project=_get(bigquery, "project", "bigquery"),
-            location=str(bigquery.get("location") or "US"),
-            endpoint=bigquery_endpoint or _opt(bigquery, "endpoint", "bigquery"),
-        ),
-        sources=tuple(_source(s, f"sources[{i}]") for i, s in enumerate(raw.get("sources") or [])),
-        sinks=tuple(_sink(s, f"sinks[{i}]") for i, s in enumerate(raw.get("sinks") or [])),
-        warehouses=tuple(_warehouse(w, f"warehouses[{i}]") for i, w in enumerate(raw.get("warehouses") or [])),
-        origin=origin,
-    )
-
+__all__ = [
+    "OUTPUT_NAME",
+    "BigQueryEndpoint",
+    "ColumnPolicy",
+    "ConnectEndpoint",
+    "KafkaEndpoint",
+    "Manifest",
+    "ManifestError",
+    "Pipe",
+    "Sink",
+    "SinkTable",
+    "Source",
+    "SourceTable",
+    "View",
+    "WarehouseSpec",
+    "find_project_dir",
+    "load_manifest",
+    "project_dir",
+    "read_manifest_file",
+    "run_dir",
+    "stack_dirs",
+]
 
 # --- locating -----------------------------------------------------------------------------
 
 
-def project_dir(start: Path | None = None) -> Path:
-    """The project root: ``$DATAPIPE_PROJECT_DIR``, else the nearest parent holding ``cdktf.json``."""
+def find_project_dir(start: Path | None = None) -> Path | None:
+    """``$DATAPIPE_PROJECT_DIR``, else the nearest parent of ``start`` (the working directory) holding
+    ``cdktf.json``, else the checkout this package runs from (if it is one); None when there is none."""
     if env := os.environ.get("DATAPIPE_PROJECT_DIR"):
         return Path(env)
     here = (start or Path.cwd()).resolve()
@@ -305,20 +85,55 @@ def project_dir(start: Path | None = None) -> Path:
         if (candidate / "cdktf.json").is_file():
             return candidate
     package_root = Path(__file__).resolve().parents[2]
-    if (package_root / "cdktf.json").is_file():
+    if (package_root / "cdktf.json").is_file():  # running from a checkout; an installed package has none
         return package_root
-    raise ManifestError(f"no cdktf.json in {here} or its parents; set DATAPIPE_PROJECT_DIR to the project root")
+    return None
 
 
-def stack_dirs(stack: str, root: Path) -> list[Path]:
-    """Synthesized stack directories, most specific first: the local profile's ``<out>/local/stacks/<stack>``
-    (what ``python -m integration.deploy`` deploys), then ``<out>/stacks/<stack>``; ``<out>`` comes from
-    cdktf.json (default ``cdktf.out``)."""
+def project_dir(start: Path | None = None) -> Path:
+    """The project root: ``$DATAPIPE_PROJECT_DIR``, else the nearest parent holding ``cdktf.json``."""
+    found = find_project_dir(start)
+    if found is None:
+        here = (start or Path.cwd()).resolve()
+        raise ManifestError(
+            f"no cdktf.json in {here} or its parents; set DATAPIPE_PROJECT_DIR to the project root, or name the "
+            "manifest directly (manifest_path= / --manifest, synth_dir= / --synth-dir)"
+        )
+    return found
+
+
+def _output_dir(root: Path) -> Path:
+    """``<root>/<output>``: cdktf.json's ``output`` (default ``cdktf.out``)."""
     output = "cdktf.out"
     config = root / "cdktf.json"
     if config.is_file():
         output = json.loads(config.read_text()).get("output", output)
-    return [root / output / "local" / "stacks" / stack, root / output / "stacks" / stack]
+    return root / output
+
+
+def stack_dirs(stack: str, root: Path) -> list[Path]:
+    """Synthesized stack directories, most specific first: the local target's ``<out>/local/stacks/<stack>``
+    (what ``python -m integration.deploy`` deploys), then ``<out>/stacks/<stack>``; ``<out>`` comes from
+    cdktf.json (default ``cdktf.out``)."""
+    return _synth_stack_dirs(stack, _output_dir(root))
+
+
+def _synth_stack_dirs(stack: str, synth: Path) -> list[Path]:
+    return [synth / "local" / "stacks" / stack, synth / "stacks" / stack]
+
+
+def synth_dirs(stack: str, synth_dir: Path) -> list[Path]:
+    """Stack directories under an explicit synth output folder: ``synth_dir`` itself when it is one stack's
+    directory (holds ``cdk.tf.json``), ``stack_dirs`` when it is a project (holds ``cdktf.json``), else
+    ``<synth_dir>/local/stacks/<stack>`` then ``<synth_dir>/stacks/<stack>``."""
+    synth_dir = synth_dir.expanduser().resolve()
+    if not synth_dir.is_dir():
+        raise ManifestError(f"synth_dir {synth_dir} is not a directory; pass your app's synth output folder (cdktf.out)")
+    if (synth_dir / "cdk.tf.json").is_file():
+        return [synth_dir]
+    if (synth_dir / "cdktf.json").is_file():
+        return stack_dirs(stack, synth_dir)
+    return _synth_stack_dirs(stack, synth_dir)
 
 
 def _find_output(outputs: Mapping[str, Any]) -> Any | None:
@@ -378,31 +193,89 @@ def _tofu_output(directory: Path) -> Any | None:
     return json.loads(done.stdout)
 
 
-def load_manifest(stack: str, *, root: Path | None = None) -> Manifest:
+def read_manifest_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """The manifest's raw JSON value in ``path`` and where in it: the manifest itself (``tofu output -json
+    datapipe_manifest > file``), all outputs (``tofu output -json > file``), a Terraform state
+    (``outputs.datapipe_manifest``) or a synthesized ``cdk.tf.json`` (``output.datapipe_manifest``)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ManifestError(f"manifest file {file} does not exist; write the manifest JSON there "
+                            f"(tofu output -json {OUTPUT_NAME} > {file.name}) or pass another path")
+    try:
+        raw = json.loads(file.read_text())
+    except ValueError as exc:
+        raise ManifestError(f"{file} is not JSON ({exc})") from exc
+    if isinstance(raw, Mapping) and "stack" not in raw:
+        for key, where in (("outputs", "outputs"), ("output", "output")):
+            if isinstance(raw.get(key), Mapping):
+                value = _find_output(raw[key])
+                if value is None:
+                    raise ManifestError(f"{file} has no {where}.{OUTPUT_NAME}; is it a DataPipelineStack's?")
+                if isinstance(value, str):
+                    raise ManifestError(f"{file}: {where}.{OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the "
+                                        "stack and read its state instead")
+                return value, f"{file} ({where}.{OUTPUT_NAME})"
+        if (value := _find_output(raw)) is not None:
+            return value, f"{file} ({OUTPUT_NAME})"
+    return raw, str(file)
+
+
+def load_manifest(
+    stack: str | None,
+    *,
+    root: Path | None = None,
+    manifest_path: str | os.PathLike[str] | None = None,
+    synth_dir: str | os.PathLike[str] | None = None,
+) -> Manifest:
     """The manifest of stack ``stack`` (deployed state first, synthesized JSON otherwise);
-    ``$DATAPIPE_BIGQUERY_ENDPOINT`` overrides its BigQuery endpoint."""
-    value, origin = _find_manifest(stack, root)
-    return parse_manifest(value, origin, bigquery_endpoint=os.environ.get("DATAPIPE_BIGQUERY_ENDPOINT") or None)
+    ``$DATAPIPE_BIGQUERY_ENDPOINT`` overrides its BigQuery endpoint.
+
+    ``manifest_path`` names the file to read (then ``stack`` is not needed: a file describes one stack);
+    ``synth_dir`` is the synth output folder to look in instead of the project's. Explicit arguments win
+    over the environment (``manifest_path`` over ``$DATAPIPE_MANIFEST``; ``synth_dir`` over
+    ``$DATAPIPE_MANIFEST`` and the project directory).
+    """
+    value, origin = _find_manifest(stack, root, manifest_path, synth_dir)
+    return Manifest.from_dict(value, origin, bigquery_endpoint=os.environ.get("DATAPIPE_BIGQUERY_ENDPOINT") or None)
 
 
-def _find_manifest(stack: str, root: Path | None) -> tuple[Any, str]:
+def _find_manifest(
+    stack: str | None,
+    root: Path | None,
+    manifest_path: str | os.PathLike[str] | None,
+    synth_dir: str | os.PathLike[str] | None,
+) -> tuple[Any, str]:
     """The manifest's raw JSON value and where it was found (see the module docstring for the order)."""
-    if env := os.environ.get("DATAPIPE_MANIFEST"):
-        path = Path(env)
-        if not path.is_file():
+    if manifest_path is not None:
+        return read_manifest_file(manifest_path)
+    env = os.environ.get("DATAPIPE_MANIFEST")
+    if env and synth_dir is None:
+        if not Path(env).is_file():
             raise ManifestError(f"DATAPIPE_MANIFEST={env} is not a file; unset it or write the manifest JSON there")
-        return json.loads(path.read_text()), f"{path}"
-    base = root or project_dir()
-    directories = stack_dirs(stack, base)
+        return read_manifest_file(env)
+    if not stack:
+        raise ManifestError("name the stack (stack_name / --stack), or pass its manifest file (manifest_path / --manifest)")
+    deployed_locally = run_dir() / "manifests" / f"{stack}.json"
+    if synth_dir is None and deployed_locally.is_file():
+        return read_manifest_file(deployed_locally)
+    base = None if synth_dir is not None else (root or find_project_dir())
+    directories = synth_dirs(stack, Path(synth_dir)) if synth_dir is not None else stack_dirs(stack, base) if base else []
     for state in _state_files(directories, stack):
         if (value := _state_output(state)) is not None:
             return value, f"{state} (outputs.{OUTPUT_NAME})"
     for directory in directories:
         if (value := _tofu_output(directory)) is not None:
             return value, f"tofu output -json {OUTPUT_NAME} in {directory}"
+    hint = ("or pass the manifest (manifest_path= / --manifest: its JSON, a Terraform state or a cdk.tf.json) or "
+            "your app's synth output folder (synth_dir= / --synth-dir)")
+    if not directories:
+        raise ManifestError(f"no manifest for stack {stack!r}: no cdktf.json in {Path.cwd()} or its parents and no "
+                            f"deployed state found; run from your app's directory, set DATAPIPE_PROJECT_DIR, {hint}")
     found = [d / "cdk.tf.json" for d in directories if (d / "cdk.tf.json").is_file()]
     if not found:
-        raise ManifestError(f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` in {base}")
+        where = base if base is not None else Path(str(synth_dir))
+        raise ManifestError(f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` "
+                            f"in {where}, {hint}")
     synthesized = found[0]
     value = _find_output(json.loads(synthesized.read_text()).get("output") or {})
     if value is None:

@@ -37,15 +37,15 @@ def latency_distribution(latencies: pd.DataFrame, directory: Path, target_s: flo
         axis.axvline(target_s, color="red", linestyle="--", linewidth=1, label=f"target {target_s:g} s")
         axis.set_xlabel("latency (s)")
         axis.legend(fontsize=8)
-    hist.set_ylabel("markers")
+    hist.set_ylabel("samples")
     hist.set_title("Latency per stage")
-    ecdf.set_ylabel("fraction of markers")
+    ecdf.set_ylabel("fraction of samples")
     ecdf.set_title("ECDF")
     return _save(fig, directory, "latency_distribution")
 
 
 def latency_over_time(latencies: pd.DataFrame, directory: Path, target_s: float = 3.0) -> Path:
-    """Latency of every marker against its commit time, one series per stage."""
+    """Latency of every marker (or observed change) against its commit time, one series per stage."""
     fig, axis = plt.subplots(figsize=(11, 4))
     for stage in STAGES:
         part = latencies[latencies["stage"] == stage].dropna(subset=["latency_s"])
@@ -54,7 +54,7 @@ def latency_over_time(latencies: pd.DataFrame, directory: Path, target_s: float 
     axis.axhline(target_s, color="red", linestyle="--", linewidth=1, label=f"target {target_s:g} s")
     axis.set_xlabel("commit time (UTC)")
     axis.set_ylabel("latency (s)")
-    axis.set_title("Latency over the probe run")
+    axis.set_title("Latency over time (by source commit)")
     axis.legend(fontsize=8)
     fig.autofmt_xdate()
     return _save(fig, directory, "latency_over_time")

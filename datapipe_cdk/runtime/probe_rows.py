@@ -4,6 +4,9 @@ A probe row is an ordinary row of a captured table: required columns get harmles
 ``lp<hex>`` (never anything that looks like PII), the primary key is the database's own or a fresh
 value, and one unclassified text column (the *marker column*) carries a unique tag per update so an
 update is recognisable in Kafka, in the changelog and in the latest-state view.
+
+Writing them needs permission (``writes.require_probe_writes``): by default only on the local stack,
+elsewhere only with ``write_probe_rows=True``. :class:`ProbeRows` checks it before it reads a column.
 """
 
 from __future__ import annotations
@@ -12,19 +15,28 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from datapipe_cdk.runtime.manifest import Manifest, Pipe
+from datapipe_cdk.manifest import Manifest, Pipe
 from datapipe_cdk.runtime.source import SourceColumn, SourceDatabase, SourceError, filler, new_key
 from datapipe_cdk.runtime.warehouse import WarehouseClient, array
+from datapipe_cdk.runtime.writes import ReadOnlyError, require_probe_writes
 
 
-def choose_pipe(manifest: Manifest, table: str | None = None) -> Pipe:
-    """The pipe to probe: ``table`` (source table, ``source.table`` or the view's ``dataset.view``), else
-    the first one with a latest-state view and a one-column primary key."""
-    candidates = [p for p in manifest.pipes() if p.view is not None and len(p.source_table.primary_key) == 1]
-    if table is not None:
-        candidates = [p for p in candidates if table in (p.source_table.name, p.source_label, p.label)]
+def _named(pipe: Pipe, table: str) -> bool:
+    return table in (pipe.source_table.name, pipe.source_label, pipe.label, pipe.changelog_label)
+
+
+def choose_pipe(manifest: Manifest, table: str | None = None, *, for_markers: bool = True) -> Pipe:
+    """The pipe to measure: ``table`` (source table, ``source.table``, the view's ``dataset.view`` or the
+    changelog's ``dataset.table``), else the first one that fits. Markers need a latest-state view and a
+    one-column primary key; reading what already flowed (``for_markers=False``) needs neither, but prefers
+    a pipe that has them."""
+    pipes = [p for p in manifest.pipes() if table is None or _named(p, table)]
+    markable = [p for p in pipes if p.view is not None and len(p.source_table.primary_key) == 1]
+    candidates = markable if for_markers else markable + [p for p in pipes if p not in markable]
     if not candidates:
         wanted = f"table {table!r}" if table else "any table"
+        if not for_markers:
+            raise SourceError(f"stack {manifest.stack!r}: no pipe (source table written by a sink) for {wanted}")
         raise SourceError(
             f"stack {manifest.stack!r}: no pipe for {wanted} that has a latest-state view and a one-column primary "
             "key; expose the sink's table in a MicroWarehouse (warehouse.expose(sink.table(...))) and redeploy"
@@ -50,9 +62,16 @@ def _marker_column(pipe: Pipe, columns: list[SourceColumn]) -> str | None:
 
 
 class ProbeRows:
-    """Writes probe rows into one pipe's source table."""
+    """Writes probe rows into one pipe's source table.
 
-    def __init__(self, db: SourceDatabase, pipe: Pipe) -> None:
+    Refuses (:class:`ReadOnlyError`, before any query) unless probes may write into a stack deployed to
+    ``target`` (``write_probe_rows``: see :mod:`datapipe_cdk.runtime.writes`) and ``db`` is writable.
+    """
+
+    def __init__(self, db: SourceDatabase, pipe: Pipe, *, target: str, write_probe_rows: bool | None = None) -> None:
+        require_probe_writes(target, write_probe_rows, where=f"source table {pipe.source_label}")
+        if not db.writable:
+            raise ReadOnlyError(f"{pipe.source_label}: the source connection is read-only; open it with writable=True")
         self.db = db
         self.pipe = pipe
         self.table = pipe.source_table.name

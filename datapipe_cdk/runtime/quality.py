@@ -5,6 +5,11 @@ Every check yields ``CheckResult(check, table, status, detail)`` with status ``p
 ``warn`` (worth a look, not a failure) or ``skip`` (could not be checked, detail says why). Counts
 and key sets are compared after letting in-flight changes settle (up to ``settle_s``), because a
 pipeline a second behind is correct, not broken.
+
+The checks only read: each source is opened in a read-only session. Only ``deletion_check`` writes (its
+own probe rows), and only where probes may write (``writes.probe_writes_allowed``: the local stack, or
+``write_probe_rows=True``); elsewhere it is skipped, and ``deleted_rows_visible`` covers deletes from
+existing data.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import pandas as pd
 from google.api_core.exceptions import GoogleAPIError
 from tqdm import tqdm
 
+from datapipe_cdk.manifest import Manifest, Pipe, Source, SourceTable
 from datapipe_cdk.runtime.credentials import Credentials
-from datapipe_cdk.runtime.manifest import Manifest, Pipe, Source, SourceTable
 from datapipe_cdk.runtime.pii import redact, scan_rows
 from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
-from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceColumn, SourceDatabase
+from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceColumn, SourceDatabase, SourceError
 from datapipe_cdk.runtime.warehouse import WarehouseClient, is_metadata_column
+from datapipe_cdk.runtime.writes import probe_writes_allowed, read_only_reason
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 QUERY_ERRORS: tuple[type[Exception], ...] = (GoogleAPIError, *DATABASE_ERRORS)
@@ -89,8 +95,8 @@ def _settle(measure: Callable[[], tuple[int, int]], settle_s: float) -> tuple[in
 
 
 class _Sources:
-    """Source connections (one per source) and source column lists (one per table) shared by the pipes of
-    one ``run_quality`` call. Failures are not kept: the next pipe tries again."""
+    """Read-only source connections (one per source) and source column lists (one per table) shared by the
+    pipes of one ``run_quality`` call. Failures are not kept: the next pipe tries again."""
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
@@ -99,7 +105,7 @@ class _Sources:
 
     def database(self, source: Source) -> SourceDatabase:
         if source.name not in self._databases:
-            self._databases[source.name] = SourceDatabase(source, self._credentials.database(source))
+            self._databases[source.name] = SourceDatabase(source, self._credentials.database(source), writable=False)
         return self._databases[source.name]
 
     def columns(self, db: SourceDatabase, table: str) -> list[SourceColumn]:
@@ -351,23 +357,37 @@ def deletion_check(
     table: str | None = None,
     rows: int = 5,
     timeout_s: float = 60.0,
+    write_probe_rows: bool | None = None,
 ) -> tuple[pd.DataFrame, CheckResult]:
     """Insert ``rows`` probe rows, wait until the view shows them, delete them at the source and time
     how long each takes to disappear from the latest-state view. Only the probe's own rows are deleted;
-    a query that fails makes the check fail with the error as its detail."""
+    a query that fails makes the check fail with the error as its detail.
+
+    Writes only where probes may (the manifest's target is ``local``, or ``write_probe_rows=True``);
+    otherwise the check is skipped (status ``skip``) without connecting to the source."""
+    if not probe_writes_allowed(manifest.target, write_probe_rows):
+        try:
+            label = choose_pipe(manifest, table, for_markers=False).label
+        except SourceError:
+            label = manifest.stack
+        return pd.DataFrame(), CheckResult(
+            "deletes_propagate", label, SKIP,
+            f"{read_only_reason(manifest.target, write_probe_rows)}: no probe rows written; "
+            "deleted_rows_visible compares the source's keys with the view's instead (write_probe_rows=True to opt in)",
+        )
     pipe = choose_pipe(manifest, table)
     try:
-        return _deletion_check(manifest, credentials, pipe, rows, timeout_s)
+        return _deletion_check(manifest, credentials, pipe, rows, timeout_s, write_probe_rows)
     except QUERY_ERRORS as error:
         return pd.DataFrame(), CheckResult("deletes_propagate", pipe.label, FAIL, f"could not run: {_one_line(error)}")
 
 
 def _deletion_check(
-    manifest: Manifest, credentials: Credentials, pipe: Pipe, rows: int, timeout_s: float
+    manifest: Manifest, credentials: Credentials, pipe: Pipe, rows: int, timeout_s: float, write_probe_rows: bool | None
 ) -> tuple[pd.DataFrame, CheckResult]:
     wh = WarehouseClient(manifest.bigquery)
-    with SourceDatabase(pipe.source, credentials.database(pipe.source)) as db:
-        probe = ProbeRows(db, pipe)
+    with SourceDatabase(pipe.source, credentials.database(pipe.source), writable=True) as db:
+        probe = ProbeRows(db, pipe, target=manifest.target, write_probe_rows=write_probe_rows)
         view = warehouse_view(wh, probe)
         keys: list[object] = []
         visible_at: dict[str, float] = {}

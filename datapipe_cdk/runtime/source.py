@@ -1,7 +1,11 @@
-"""A source database seen through its writer login: introspection, counts, keys and probe writes.
+"""A source database seen through a login: introspection, counts, keys and (opted in) probe writes.
 
 PyMySQL for MariaDB/MySQL, psycopg for PostgreSQL; both use ``%s`` placeholders and autocommit, so
 every write is committed when the call returns (that instant is a probe's start time).
+
+A connection is read-only unless opened with ``writable=True``: its session is set read-only in the
+database (``SET SESSION TRANSACTION READ ONLY`` / ``SET SESSION CHARACTERISTICS AS TRANSACTION READ
+ONLY``), and ``insert``/``update``/``delete`` raise :class:`ReadOnlyError` before sending anything.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any, Protocol
 import psycopg
 import pymysql
 
+from datapipe_cdk.manifest import Source
 from datapipe_cdk.runtime._sql import render
 from datapipe_cdk.runtime.credentials import Login
-from datapipe_cdk.runtime.manifest import Source
+from datapipe_cdk.runtime.writes import ReadOnlyError
 
 
 class SourceError(RuntimeError):
@@ -59,6 +64,11 @@ class SourceColumn:
     def is_integer(self) -> bool:
         return self.data_type in ("int", "integer", "bigint", "smallint", "mediumint", "tinyint")
 
+
+_READ_ONLY_SESSION = {
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "postgres": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+}
 
 _INT_RANGES = {"tinyint": 127, "smallint": 32_767, "mediumint": 8_388_607, "int": 2_147_483_647,
                "integer": 2_147_483_647}
@@ -105,11 +115,15 @@ def new_key(column: SourceColumn) -> object:
 
 
 class SourceDatabase:
-    """One connection to a source; use as a context manager or call ``close()``."""
+    """One connection to a source; use as a context manager or call ``close()``.
 
-    def __init__(self, source: Source, login: Login) -> None:
+    Read-only unless ``writable`` (only the probes ask for that, after ``writes.require_probe_writes``).
+    """
+
+    def __init__(self, source: Source, login: Login, *, writable: bool = False) -> None:
         self.source = source
         self.dialect = "postgres" if source.is_postgres else "mysql"
+        self.writable = writable
         if source.is_postgres:
             self._conn: Any = psycopg.connect(
                 host=source.host, port=source.port, user=login.user, password=login.password,
@@ -120,6 +134,17 @@ class SourceDatabase:
                 host=source.host, port=source.port, user=login.user, password=login.password,
                 database=source.database, autocommit=True, connect_timeout=5,
             )
+        if not writable:
+            try:
+                with self._cursor() as cur:
+                    cur.execute(_READ_ONLY_SESSION[self.dialect])
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _require_writable(self, what: str) -> None:
+        if not self.writable:
+            raise ReadOnlyError(f"source {self.source.name} is open read-only: refusing to {what}")
 
     def __enter__(self) -> SourceDatabase:
         return self
@@ -171,6 +196,7 @@ class SourceDatabase:
 
     def insert(self, table: str, values: dict[str, object], key: str) -> object:
         """Insert one row; returns its primary key (the given one, or the one the database made)."""
+        self._require_writable(f"insert into {table}")
         with self._cursor() as cur:
             sql = self._sql("insert", table=self.qualified(table), columns=list(values),
                             returning=key if self.source.is_postgres else None)
@@ -181,11 +207,13 @@ class SourceDatabase:
             return values[key] if key in values else cur.lastrowid
 
     def update(self, table: str, key: str, key_value: object, column: str, value: object) -> None:
+        self._require_writable(f"update {table}")
         with self._cursor() as cur:
             cur.execute(self._sql("update", table=self.qualified(table), column=column, key=key), (value, key_value))
 
     def delete(self, table: str, key: str, key_values: Sequence[object]) -> None:
         if not key_values:
             return
+        self._require_writable(f"delete from {table}")
         with self._cursor() as cur:
             cur.execute(self._sql("delete", table=self.qualified(table), key=key, keys=key_values), tuple(key_values))

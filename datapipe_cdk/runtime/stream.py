@@ -1,7 +1,9 @@
-"""Kafka as the probe sees it: a consumer placed at the end of a CDC topic, decoding Debezium envelopes.
+"""Kafka as the notebooks see it: consumers on a CDC topic, decoding Debezium envelopes.
 
-The consumer is assigned partitions directly (no group membership, no commits), so it needs only
-Read/Describe on the topic; with SASL it logs in with the credentials given.
+``TopicTail`` reads from the current end (the marker probe); ``read_recent`` reads records that are
+already there (read-only latency); ``newest_record_ms`` is the time of a topic's newest record (Debezium
+heartbeats). Consumers are assigned partitions directly (no group membership, no commits), so they need
+only Read/Describe on the topic and write nothing; with SASL they log in with the credentials given.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from datapipe_cdk.manifest import KafkaEndpoint
 from datapipe_cdk.runtime.credentials import Login
-from datapipe_cdk.runtime.manifest import KafkaEndpoint
+
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
+"""Debezium's ``topic.heartbeat.prefix`` (the default, which ``CdcSource`` keeps): ``<prefix>.<topic_prefix>``."""
 
 
 class StreamError(RuntimeError):
@@ -33,6 +39,8 @@ class ChangeEvent:
     record_ts_ms: int | None
     received_at: float
     """Wall-clock seconds when the consumer returned the record."""
+    partition: int | None = None
+    offset: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The row the event is about: ``after`` (insert/update/read) or ``before`` (delete)."""
@@ -60,7 +68,8 @@ def consumer_config(kafka: KafkaEndpoint, login: Login | None) -> dict[str, Any]
     return config
 
 
-def decode(value: bytes | None, record_ts_ms: int | None, received_at: float) -> ChangeEvent | None:
+def decode(value: bytes | None, record_ts_ms: int | None, received_at: float, *,
+           partition: int | None = None, offset: int | None = None) -> ChangeEvent | None:
     """A change event from a Debezium JSON value (with or without the ``schema``/``payload`` wrapper).
 
     Tombstones (no value) and records that are not change events (schema changes, heartbeats) give None.
@@ -82,7 +91,121 @@ def decode(value: bytes | None, record_ts_ms: int | None, received_at: float) ->
         source_ts_ms=source.get("ts_ms"),
         record_ts_ms=record_ts_ms,
         received_at=received_at,
+        partition=partition,
+        offset=offset,
     )
+
+
+def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[tuple[int, int, int]]:
+    """(partition, low, high) watermarks of every partition of ``topic``."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise StreamError(f"cannot read metadata of topic {topic!r}: {exc}; is Kafka up?") from exc
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise StreamError(f"topic {topic!r} not found ({info.error if info else 'absent'}); deploy the stack first")
+    found = []
+    for partition in sorted(info.partitions):
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        except KafkaException as exc:
+            raise StreamError(f"cannot read offsets of {topic!r}[{partition}]: {exc}; may the login Describe it?") from exc
+        found.append((partition, low, high))
+    return found
+
+
+def _record_time(message: Any) -> int | None:
+    ts_type, ts = message.timestamp()
+    return ts if ts_type else None
+
+
+def _reader(kafka: KafkaEndpoint, login: Login | None) -> Consumer:
+    """A consumer for records already in a topic: reports reaching the end of each partition."""
+    return Consumer({**consumer_config(kafka, login), "auto.offset.reset": "earliest", "enable.partition.eof": True})
+
+
+def _read_until(consumer: Consumer, ends: Mapping[int, int], deadline: float) -> list[Any]:
+    """Messages until every partition reached its ``ends`` offset (or its end: transaction markers have
+    offsets but no message) or ``deadline`` (monotonic) passes."""
+    messages: list[Any] = []
+    pending = {partition for partition, end in ends.items()}
+    while pending and time.monotonic() < deadline:
+        message = consumer.poll(min(1.0, max(0.0, deadline - time.monotonic())))
+        if message is None:
+            continue
+        error, partition, offset = message.error(), message.partition(), message.offset()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(partition)
+            continue
+        if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
+            pending.discard(partition)
+        messages.append(message)
+    return messages
+
+
+def read_recent(
+    kafka: KafkaEndpoint,
+    login: Login | None,
+    topic: str,
+    *,
+    last: int = 1000,
+    since: Mapping[int, int] | None = None,
+    timeout_s: float = 30.0,
+) -> list[ChangeEvent]:
+    """Change events already in ``topic``: per partition the newest ``last`` records (shared out), extended
+    back to offset ``since[partition]`` when given (records another sample names), never more than
+    ``last`` records back from the end per partition beyond that. Reads up to the end offsets seen at the
+    start; stops at ``timeout_s``. Records past retention are simply absent."""
+    consumer = _reader(kafka, login)
+    try:
+        partitions = [(p, low, high) for p, low, high in _partitions(consumer, topic, timeout_s) if high > low]
+        if not partitions:
+            return []
+        share = max(1, -(-last // len(partitions)))
+        assignment, ends = [], {}
+        for partition, low, high in partitions:
+            start = high - share
+            if since and partition in since:
+                start = min(start, since[partition])
+            start = max(low, start, high - share - last)
+            assignment.append(TopicPartition(topic, partition, start))
+            ends[partition] = high
+        consumer.assign(assignment)
+        messages = _read_until(consumer, ends, time.monotonic() + timeout_s)
+        events = []
+        for message in messages:
+            if message.offset() >= ends[message.partition()]:
+                continue
+            event = decode(message.value(), _record_time(message), time.time(),
+                           partition=message.partition(), offset=message.offset())
+            if event is not None:
+                events.append(event)
+        return events
+    finally:
+        consumer.close()
+
+
+def newest_record_ms(kafka: KafkaEndpoint, login: Login | None, topic: str, timeout_s: float = 10.0) -> int | None:
+    """Kafka's timestamp of the newest record in ``topic`` (any partition, among the last few of each);
+    None when it has none."""
+    consumer = _reader(kafka, login)
+    try:
+        partitions = [(p, low, high) for p, low, high in _partitions(consumer, topic, timeout_s) if high > low]
+        if not partitions:
+            return None
+        consumer.assign([TopicPartition(topic, p, max(low, high - 5)) for p, low, high in partitions])
+        messages = _read_until(consumer, {p: high for p, _, high in partitions}, time.monotonic() + timeout_s)
+        times = [t for t in (_record_time(m) for m in messages) if t is not None]
+        return max(times) if times else None
+    finally:
+        consumer.close()
+
+
+def heartbeat_topic(topic_prefix: str) -> str:
+    """The Debezium heartbeat topic of a connector (exists only when its ``CdcSource`` sets ``heartbeat``)."""
+    return f"{HEARTBEAT_TOPIC_PREFIX}.{topic_prefix}"
 
 
 class TopicTail:
@@ -92,17 +215,11 @@ class TopicTail:
         self.topic = topic
         self._consumer = Consumer(consumer_config(kafka, login))
         try:
-            metadata = self._consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as exc:
-            raise StreamError(f"cannot read metadata of topic {topic!r}: {exc}; is Kafka up?") from exc
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
-            raise StreamError(f"topic {topic!r} not found ({info.error if info else 'absent'}); deploy the stack first")
-        assignment = []
-        for partition in info.partitions:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-            assignment.append(TopicPartition(topic, partition, high))
-        self._consumer.assign(assignment)
+            partitions = _partitions(self._consumer, topic, timeout_s)
+        except StreamError:
+            self._consumer.close()
+            raise
+        self._consumer.assign([TopicPartition(topic, partition, high) for partition, _, high in partitions])
 
     def poll(self, budget_s: float = 0.1, max_records: int = 500) -> list[ChangeEvent]:
         events: list[ChangeEvent] = []
@@ -116,8 +233,8 @@ class TopicTail:
                 break
             if message.error():
                 continue
-            ts_type, ts = message.timestamp()
-            event = decode(message.value(), ts if ts_type else None, time.time())
+            event = decode(message.value(), _record_time(message), time.time(),
+                           partition=message.partition(), offset=message.offset())
             if event is not None:
                 events.append(event)
         return events

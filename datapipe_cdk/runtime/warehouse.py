@@ -13,8 +13,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from datapipe_cdk.manifest import BigQueryEndpoint
 from datapipe_cdk.runtime._sql import render
-from datapipe_cdk.runtime.manifest import BigQueryEndpoint
 
 Param = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
 METADATA_PREFIXES = ("__", "_kafka")

@@ -43,3 +43,20 @@ def test_run_dir_logins_come_from_the_files_stack_json_names(tmp_path: Path) -> 
     credentials = load_credentials()
     assert credentials.databases == {"mariadb": Login("root", "db-pw"), "mysql": Login("root", "db-pw")}
     assert credentials.kafka == Login("admin", "kafka-pw")
+
+
+def test_kafka_login_from_the_environment_with_a_password_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "kafka-password"
+    secret.write_text("kafka-secret\n")
+    monkeypatch.setenv("DATAPIPE_KAFKA_USERNAME", "analyst")
+    monkeypatch.setenv("DATAPIPE_KAFKA_PASSWORD_FILE", str(secret))
+    assert load_credentials().kafka == Login("analyst", "kafka-secret")
+
+
+@pytest.mark.parametrize("engine", ["MARIADB", "MYSQL", "POSTGRESQL"])
+def test_each_documented_database_variable_is_read(engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("db-secret")
+    monkeypatch.setenv(f"DATAPIPE_{engine}_USER", "reader")
+    monkeypatch.setenv(f"DATAPIPE_{engine}_PASSWORD_FILE", str(secret))
+    assert load_credentials().databases[engine.lower()] == Login("reader", "db-secret")

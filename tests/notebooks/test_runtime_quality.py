@@ -20,7 +20,8 @@ def test_a_failing_query_fails_its_check_with_the_error() -> None:
 
 def test_key_examples_are_shown_for_plain_keys_and_redacted_for_pii_keys() -> None:
     table = SourceTable("orders", ("id",), "payments.payments.orders",
-                        (ColumnPolicy("id", "INTERNAL", None, None), ColumnPolicy("email", "PII", "EMAIL_ADDRESS", None)))
+                        (ColumnPolicy("id", classification="INTERNAL"),
+                         ColumnPolicy("email", classification="PII", info_type="EMAIL_ADDRESS")))
     assert _key_examples(table, "id", {"17", "3", "25", "4"}) == ", e.g. ['17', '25', '3']"
     assert _key_examples(table, "id", set()) == ""
     shown = _key_examples(table, "email", {"jane.doe@example.com"})

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from datapipe_cdk.manifest import Source
+from datapipe_cdk.runtime import source as source_module
 from datapipe_cdk.runtime._sql import quote_bigquery, quote_mysql, quote_postgres, render
-from datapipe_cdk.runtime.manifest import Source
+from datapipe_cdk.runtime.credentials import Login
 from datapipe_cdk.runtime.source import SourceDatabase
 from datapipe_cdk.runtime.stream import decode
 
@@ -40,13 +42,13 @@ class _Recorder:
         pass
 
 
-def _source_database(engine: str) -> tuple[SourceDatabase, _Recorder]:
+def _source_database(monkeypatch: pytest.MonkeyPatch, engine: str, *, writable: bool = True) -> tuple[SourceDatabase, _Recorder]:
+    """A SourceDatabase whose driver connection is a recorder (no server)."""
+    recorder = _Recorder()
+    monkeypatch.setattr(source_module.pymysql, "connect", lambda **kwargs: recorder)
+    monkeypatch.setattr(source_module.psycopg, "connect", lambda **kwargs: recorder)
     source = Source("payments-db", engine, "127.0.0.1", 1, "payments", "payments", "payments-db", "payments", ())
-    db = SourceDatabase.__new__(SourceDatabase)  # no connection: the recorder stands in for it
-    db.source = source
-    db.dialect = "postgres" if source.is_postgres else "mysql"
-    db._conn = _Recorder()
-    return db, db._conn
+    return SourceDatabase(source, Login("writer", "pw"), writable=writable), recorder
 
 
 HOSTILE = "x'); DROP TABLE orders; --"
@@ -62,8 +64,8 @@ def test_values_are_bound_not_rendered() -> None:
 
 
 @pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
-def test_source_writes_pass_values_as_parameters(engine: str) -> None:
-    db, recorder = _source_database(engine)
+def test_source_writes_pass_values_as_parameters(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    db, recorder = _source_database(monkeypatch, engine)
     db.update("orders", "id", HOSTILE, "status", "lp1234")
     db.delete("orders", "id", [HOSTILE, 42])
     db.insert("orders", {"id": 42, "status": HOSTILE}, "id")
