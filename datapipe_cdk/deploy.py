@@ -38,6 +38,7 @@ from .local.config import StackConfig
 from .manifest import OUTPUT_NAME, Manifest
 
 RETRIES = 3
+_SUMMARY = re.compile(r"\s*(Plan:|Apply complete|Destroy complete|No changes|Warning:|Error:)")
 TRANSIENT = re.compile(
     r"broker not connected|run out of available brokers|connection refused|i/o timeout|context deadline exceeded"
     r"|connection reset by peer|unexpected EOF|rebalance|status code 409|Request Timeout|TLS handshake timeout",
@@ -99,20 +100,31 @@ class Runner:
         return env
 
     def tofu(self, stack: StackDir, args: Sequence[str], env: Mapping[str, str], *, check: bool = True,
-             capture: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """Run ``tofu <args>`` in the stack's directory; transient broker errors are retried."""
+             capture: bool = False, interactive: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run ``tofu <args>`` in the stack's directory; transient broker errors are retried.
+
+        The full output goes to ``<stack dir>/tofu.log``; the terminal gets the summary lines (or everything,
+        when ``interactive``: OpenTofu asks for approval on the terminal).
+        """
         argv = ["tofu", *args, *([] if self.color else ["-no-color"])] if args[0] != "show" else ["tofu", *args]
         self.log(f"$ (cd {stack.directory} && {' '.join(argv)})")
         attempt = 0
         while True:
             attempt += 1
-            try:
-                done = subprocess.run(argv, cwd=stack.directory, env=dict(env), text=True, capture_output=True, check=False)
-            except FileNotFoundError:
-                raise DeployError("tofu not found: run `datapipe local setup` (or `make toolchain`)") from None
-            if not capture and done.stdout:
-                sys.stdout.write(done.stdout)
-                sys.stdout.flush()
+            if interactive:
+                code = subprocess.run(argv, cwd=stack.directory, env=dict(env), check=False).returncode
+                done = subprocess.CompletedProcess(argv, code, "", "")
+            else:
+                try:
+                    done = subprocess.run(argv, cwd=stack.directory, env=dict(env), text=True, capture_output=True, check=False)
+                except FileNotFoundError:
+                    raise DeployError("tofu not found: run `datapipe local setup` (or `make toolchain`)") from None
+                with (stack.directory / "tofu.log").open("a") as log:
+                    log.write(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}\n")
+                if not capture:
+                    for line in done.stdout.splitlines():
+                        if _SUMMARY.match(line):
+                            self.log(f"  {line.strip()}")
             failed = done.returncode not in ((0, 2) if "-detailed-exitcode" in args else (0,))
             if failed and attempt <= self.retries and TRANSIENT.search(done.stderr + done.stdout):
                 self.log(f"  transient error (attempt {attempt}), retrying: {_first_error(done.stderr)}")
@@ -132,7 +144,9 @@ class Runner:
         if self.local:
             self._prepare_local(stack)
         self.init(stack, env)
-        self.tofu(stack, ["apply", "-input=false", *(["-auto-approve"] if auto_approve else [])], env)
+        self.tofu(
+            stack, ["apply", "-input=false", *(["-auto-approve"] if auto_approve else [])], env, interactive=not auto_approve
+        )
         self.reconcile(stack)
         if self.local:
             self._save_deployed_manifest(stack, env)
@@ -186,7 +200,9 @@ class Runner:
         for name in stack.connectors:
             if client.reset_offsets(name):
                 self.log(f"  connector {name}: stopped, offsets deleted")
-        self.tofu(stack, ["destroy", "-input=false", *(["-auto-approve"] if auto_approve else [])], env)
+        self.tofu(
+            stack, ["destroy", "-input=false", *(["-auto-approve"] if auto_approve else [])], env, interactive=not auto_approve
+        )
         if self.local:
             self._clean_local(stack)
 

@@ -75,6 +75,7 @@ class DecimalHandling(Enum):
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,253})"
 _PREFIX = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
 MASK_LENGTH = 8
+_VERB = {Treatment.MASKED: "masks", Treatment.HASHED: "hashes"}
 _PROVIDER_REFERENCE = re.compile(r"^\$?\$\{(file|dir|env|vault|secrets?)[A-Za-z0-9_-]*:[^}]*\}$")
 _SECRET_WORDS = re.compile(r"password|passwd|secret|jaas|credential|token|private|keyfile|keystore|truststore|ssl\.key|sslkey")
 
@@ -470,7 +471,7 @@ def _captured_tables(
                 if treatment is not Treatment.EXCLUDED and not found.type.is_text:
                     raise DatapipeError(
                         path,
-                        f"column {table_name}.{column_name} is {found.type.value}: Debezium {treatment.value.rstrip('ed')}s only "
+                        f"column {table_name}.{column_name} is {found.type.value}: Debezium {_VERB[treatment]} only "
                         f"string columns and passes others through unchanged; use excluded={{{table_name!r}: [{column_name!r}]}}",
                         column_name,
                     )

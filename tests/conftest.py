@@ -17,10 +17,11 @@ from .schema_conformance import conformance_errors
 Synth = Callable[[DataPipelineStack], dict[str, Any]]
 
 
-def make_stack(*, brokers: int | None = 3, manage_iam: bool = True, stack_id: str = "test") -> DataPipelineStack:
-    app = App()
+def make_stack(
+    *, brokers: int | None = 3, manage_iam: bool = True, stack_id: str = "test", app: App | None = None
+) -> DataPipelineStack:
     stack = DataPipelineStack(
-        app,
+        app or App(),
         stack_id,
         kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=brokers, tls=False, sasl_username="admin"),
         connect=ConnectCluster(
