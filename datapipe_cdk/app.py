@@ -47,7 +47,9 @@ def load_app(path: str | Path, outdir: str | Path) -> App:
             sys.path.remove(folder)
     build = namespace.get("build")
     if not callable(build):
-        raise AppError(f"{file}: defines no build(outdir) function; add `def build(outdir: str) -> App:` returning your cdktf App")
+        raise AppError(
+            f"{file}: defines no build(outdir) function; add `def build(outdir: str) -> App:` returning your cdktf App"
+        )
     try:
         inspect.signature(build).bind(str(outdir))
     except TypeError:
