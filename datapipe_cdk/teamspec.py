@@ -77,6 +77,10 @@ SCHEMA: dict[str, Any] = {
             "description": "days before a partition expires (required when holds_pii is true)",
         },
         "holds_pii": {"type": "boolean", "description": "true only if the warehouse may hold unmasked PII"},
+        "holds_pii_approved_by": {
+            **_PRINCIPAL,
+            "description": "who approved holds_pii: an owner of every raw dataset the warehouse exposes (required with holds_pii)",
+        },
         "tables": {
             "type": "array",
             "minItems": 1,
@@ -284,6 +288,8 @@ def compile_team(stack: DataPipelineStack, spec: TeamSpec, *, deletion_protectio
         )
     governance = Governance.of(stack)
     governance.declare_origin(path_of(warehouse), spec.at())
+    if data.get("holds_pii"):
+        _check_pii_approval(spec, data, sinks)
     for i, entry in enumerate(data["tables"]):
         where = ("tables", i)
         sink = sinks.get(entry["sink"])
@@ -341,6 +347,30 @@ def compile_teams(stack: DataPipelineStack, directory: str | Path, *, deletion_p
         stack.app_claims[key] = path_of(stack)
         Governance.of(stack).checks.append(lambda: _unknown_stacks(stack, specs))
     return result
+
+
+def _check_pii_approval(spec: TeamSpec, data: Mapping[str, Any], sinks: Mapping[str, Any]) -> None:
+    """A team cannot declare its own warehouse fit for PII: an owner of each raw dataset it reads must approve."""
+    approver = data.get("holds_pii_approved_by")
+    if approver is None:
+        raise DatapipeError(
+            spec.at("holds_pii"),
+            "holds_pii: true needs holds_pii_approved_by: <an owner of the raw datasets it exposes> "
+            "(a team cannot declare itself fit for unmasked PII)",
+            True,
+        )
+    for i, entry in enumerate(data["tables"]):
+        sink = sinks.get(entry["sink"])
+        if sink is None:
+            continue  # reported with its line when the table is exposed
+        owners = {str(p) for p in sink.dataset.owners}
+        if approver not in owners:
+            raise DatapipeError(
+                spec.at("holds_pii_approved_by"),
+                f"holds_pii_approved_by must be an owner of {sink.dataset.dataset_id} (tables[{i}]): "
+                f"its owners are {', '.join(sorted(owners)) or 'none'}",
+                approver,
+            )
 
 
 def _unknown_stacks(stack: DataPipelineStack, specs: Sequence[TeamSpec]) -> list[Violation]:

@@ -27,7 +27,7 @@ def make_stack(
         connect=ConnectCluster(
             url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
         ),
-        gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam),
+        gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam, allowed_domains=["acme.com"]),
     )
     opt_out(stack, "owner-required", "construct unit tests; ownership is specified in tests/governance")
     return stack

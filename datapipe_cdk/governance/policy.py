@@ -7,10 +7,10 @@ A platform team adds its own by subclassing :class:`Policy` and passing it to
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core import path_of
 from ..acl import KafkaAcl, Permission
@@ -200,6 +200,54 @@ class OwnerRequired(Policy):
                 )
 
 
+class PiiReaders(Policy):
+    """Data holding PII is readable only by people of the allowed domains: no whole domain, no public
+    principal, no address outside ``GcpProject.allowed_domains`` (service accounts of the stack's own
+    project count as inside)."""
+
+    name = "pii-readers"
+    description = "Datasets holding PII grant access only to users, groups and service accounts of the allowed domains"
+
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
+        allowed = [d.casefold() for d in stack.gcp.allowed_domains]
+        own_accounts = f"@{stack.gcp.project}.iam.gserviceaccount.com"
+        for dataset in inventory.datasets(stack):
+            if not dataset.holds_pii:
+                continue
+            for access in dataset.grants.values():
+                member = _access_member(access.attributes)
+                problem = _reader_problem(member, allowed, own_accounts)
+                if problem:
+                    yield self.violation(
+                        path_of(access),
+                        f"dataset {dataset.dataset_id} holds PII and grants {access.attributes.get('role')} to {member}: "
+                        f"{problem}",
+                    )
+
+
+def _access_member(attributes: Mapping[str, Any]) -> str:
+    for key, prefix in (("user_by_email", "user:"), ("group_by_email", "group:"), ("domain", "domain:")):
+        if attributes.get(key):
+            return f"{prefix}{attributes[key]}"
+    return str(attributes.get("special_group") or attributes.get("iam_member") or "?")
+
+
+def _reader_problem(member: str, allowed: list[str], own_accounts: str) -> str | None:
+    if member in _PUBLIC_MEMBERS:
+        return "a public principal; grant named groups instead"
+    kind, _, name = member.partition(":")
+    if kind == "domain":
+        return "a whole domain; grant named groups instead"
+    if name.endswith(own_accounts):
+        return None
+    domain = name.rpartition("@")[2].casefold()
+    if not allowed:
+        return "no allowed domains are set for PII readers; set GcpProject(allowed_domains=[...]) or opt out with a reason"
+    if not any(domain == d or domain.endswith(f".{d}") for d in allowed):
+        return f"{domain} is not an allowed domain ({', '.join(allowed)}); grant someone of an allowed domain or opt out"
+    return None
+
+
 class ColumnsDeclared(Policy):
     """Every captured table declares its columns: the policies can only follow columns they know."""
 
@@ -227,4 +275,5 @@ def default_policies() -> list[Policy]:
         NoPublicPrincipals(),
         OwnerRequired(),
         ColumnsDeclared(),
+        PiiReaders(),
     ]

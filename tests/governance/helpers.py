@@ -53,7 +53,7 @@ def make_stack(*, manage_iam: bool = True, app: App | None = None) -> DataPipeli
         connect=ConnectCluster(
             url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
         ),
-        gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam),
+        gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam, allowed_domains=["acme.com"]),
     )
 
 

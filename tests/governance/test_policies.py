@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from cdktf import App
 
 from datapipe_cdk import (
     AclOperation,
@@ -298,3 +299,53 @@ def test_a_platform_team_adds_its_own_policy():
     ]
     with pytest.raises(DatapipeError, match="already active"):
         Governance.of(stack).add_policy(NoConfidentialTopics())
+
+
+# pii-readers
+
+
+def _pii_warehouse(*readers: Principal, domains: tuple[str, ...] = ("acme.com",)):
+    from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster
+
+    stack = DataPipelineStack(
+        App(),
+        "test",
+        kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=3, tls=False, sasl_username="admin"),
+        connect=ConnectCluster(url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="u"),
+        gcp=GcpProject(project="acme-data", allowed_domains=list(domains)),
+    )
+    raw = make_sink(stack, make_source(stack), holds_pii=True, retention=timedelta(days=30))
+    team = MicroWarehouse(stack, "finance", owners=[OWNER], readers=list(readers), holds_pii=True,
+                          retention=timedelta(days=30))  # fmt: skip
+    team.expose(raw.table("accounts"))
+    return stack
+
+
+def test_pii_readers_of_the_allowed_domains_pass():
+    stack = _pii_warehouse(Principal.group("finance@acme.com"), Principal.user("ana@eu.acme.com"))
+    assert "pii-readers" not in policies_failing(stack)
+
+
+@pytest.mark.parametrize(
+    ("reader", "problem"),
+    [
+        (Principal.domain("gmail.com"), "a whole domain; grant named groups instead"),
+        (Principal.user("someone@gmail.com"), "gmail.com is not an allowed domain (acme.com); grant someone of an allowed "
+                                              "domain or opt out"),
+        (Principal.group("partners@acme.com.evil.example"), "acme.com.evil.example is not an allowed domain (acme.com); "
+                                                             "grant someone of an allowed domain or opt out"),
+    ],
+)  # fmt: skip
+def test_pii_readers_outside_the_allowed_domains_are_refused(reader, problem):
+    stack = _pii_warehouse(reader)
+    [violation] = [v for v in Governance.of(stack).violations() if v.policy == "pii-readers"]
+    assert violation.message == f"dataset finance holds PII and grants READER to {reader}: {problem}"
+
+
+def test_pii_readers_need_allowed_domains_and_can_be_opted_out_with_a_reason():
+    stack = _pii_warehouse(Principal.group("finance@acme.com"), domains=())
+    assert {v.message.split(": ", 1)[1] for v in Governance.of(stack).violations() if v.policy == "pii-readers"} == {
+        "no allowed domains are set for PII readers; set GcpProject(allowed_domains=[...]) or opt out with a reason"
+    }
+    opt_out(stack.node.find_child("finance"), "pii-readers", "contractors approved by legal, ticket LEG-123")
+    assert not [v for v in Governance.of(stack).violations() if v.policy == "pii-readers" and "finance/" in v.path]

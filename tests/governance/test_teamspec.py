@@ -195,3 +195,20 @@ def test_building_a_stack_imports_no_team_file_cli_or_runtime_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_team_cannot_declare_its_own_warehouse_fit_for_pii(tmp_path: Path):
+    text = VALID.replace("retention_days: 365", "retention_days: 365\nholds_pii: true")
+    assert _error(tmp_path, text) == (
+        "teams/team.yaml:7: holds_pii: true needs holds_pii_approved_by: <an owner of the raw datasets it exposes> "
+        "(a team cannot declare itself fit for unmasked PII), got True"
+    )
+    approved_by_self = text.replace("holds_pii: true", "holds_pii: true\nholds_pii_approved_by: group:fraud-eng@acme.com")
+    assert _error(tmp_path, approved_by_self) == (
+        "teams/team.yaml:8: holds_pii_approved_by must be an owner of payments_raw (tables[0]): its owners are "
+        "group:data-eng@acme.com, got 'group:fraud-eng@acme.com'"
+    )
+    approved = text.replace("holds_pii: true", "holds_pii: true\nholds_pii_approved_by: group:data-eng@acme.com")
+    stack = _pipeline()
+    warehouse = compile_team(stack, load(_write(tmp_path, approved), display="teams/team.yaml"))
+    assert warehouse.dataset.holds_pii is True
