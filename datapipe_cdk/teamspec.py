@@ -79,7 +79,7 @@ SCHEMA: dict[str, Any] = {
         "holds_pii": {"type": "boolean", "description": "true only if the warehouse may hold unmasked PII"},
         "holds_pii_approved_by": {
             **_PRINCIPAL,
-            "description": "who approved holds_pii: an owner of every raw dataset the warehouse exposes (required with holds_pii)",
+            "description": "who approved holds_pii: an owner of every raw dataset it exposes (required with holds_pii)",
         },
         "tables": {
             "type": "array",
