@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the names below, for type checkers
     from .principal import Principal
     from .schema import Classification, Column, ColumnType, InfoType, Table, Treatment
     from .sink import BigQuerySink, ChangelogTable
-    from .source import CdcSource, DecimalHandling, Engine, SnapshotMode
+    from .source import CdcSource, Engine, SnapshotMode
     from .stack import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, SaslMechanism
     from .topic import CleanupPolicy, ImportedTopic, StreamingTopic
     from .units import FOREVER
@@ -34,7 +34,7 @@ _EXPORTS = {
     ".principal": ("Principal",),
     ".schema": ("Classification", "Column", "ColumnType", "InfoType", "Table", "Treatment"),
     ".sink": ("BigQuerySink", "ChangelogTable"),
-    ".source": ("CdcSource", "DecimalHandling", "Engine", "SnapshotMode"),
+    ".source": ("CdcSource", "Engine", "SnapshotMode"),
     ".stack": ("ConnectCluster", "DataPipelineStack", "GcpProject", "KafkaCluster", "SaslMechanism"),
     ".topic": ("CleanupPolicy", "ImportedTopic", "StreamingTopic"),
     ".units": ("FOREVER",),
@@ -55,7 +55,6 @@ __all__ = [
     "ConnectCluster",
     "DataPipelineStack",
     "DatapipeError",
-    "DecimalHandling",
     "Engine",
     "GcpProject",
     "ImportedTopic",

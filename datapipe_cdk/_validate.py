@@ -117,11 +117,12 @@ def flag(path: str, name: str, value: object) -> bool:
     return value
 
 
-def duration(path: str, name: str, value: object, *, minimum: timedelta = timedelta(0)) -> timedelta:
+def duration(path: str, name: str, value: object, *, minimum: timedelta = timedelta(0), at_least: bool = False) -> timedelta:
+    """A ``timedelta`` longer than ``minimum`` (or equal to it, with ``at_least``)."""
     if not isinstance(value, timedelta):
         raise DatapipeError(path, f"{name} must be a datetime.timedelta", value)
-    if value <= minimum:
-        raise DatapipeError(path, f"{name} must be longer than {minimum}", value)
+    if value < minimum or (value == minimum and not at_least):
+        raise DatapipeError(path, f"{name} must be {'at least' if at_least else 'longer than'} {minimum}", value)
     return value
 
 

@@ -72,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .errors import DatapipeError
         from .local._process import ServiceError
         from .local.provision import ProvisionError
+        from .manifest import ManifestError
 
-        if isinstance(error, (DatapipeError, AppError, DeployError, ConnectError, ServiceError, ProvisionError)):
+        known = (DatapipeError, AppError, DeployError, ConnectError, ServiceError, ProvisionError, ManifestError)
+        if isinstance(error, known):
             return _report_error(type(error).__name__, str(error), FAILED, as_json)
         raise
 
@@ -173,6 +175,16 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, handler, summary, out=True, stack=True, local=True)
         sub.add_argument("--auto-approve", action="store_true", help="do not ask before applying or destroying")
+    compact = command(
+        "compact",
+        _compact,
+        "merge the deployed changelogs into their state tables now (production also schedules it)",
+        out=True,
+        stack=True,
+        json_flag=True,
+        local=True,
+    )
+    compact.add_argument("--sink", action="append", help="only this sink (repeatable; default: all)")
     command("schema", _schema, "print the team-file JSON Schema (schemas/team.schema.json)", app=False)
     _local_commands(commands)
     return parser
@@ -189,7 +201,7 @@ def _local_commands(commands: Any) -> None:
     setup.add_argument("--no-toolchain", action="store_true", help="skip OpenTofu and the providers (no Go needed)")
     setup.set_defaults(handler=_local_setup)
     up = verbs.add_parser("up", help="start the local stack (runs setup first); idempotent")
-    up.add_argument("--only", help="comma-separated services: kafka,databases,bigquery,tls,connect")
+    up.add_argument("--only", help="comma-separated services: kafka,databases,bigquery,tls,connect,compactor")
     up.set_defaults(handler=_local_up)
     down = verbs.add_parser("down", help="stop every service by its PID")
     down.add_argument("--only", help="comma-separated services")
@@ -495,8 +507,8 @@ def _plan(args: argparse.Namespace) -> int:
     reports = []
     for stack in stacks:
         _, plan_json = runner.plan(stack)
-        changes = classify(plan_json, stack.synthesized)
-        drift = classify_drift(plan_json, stack.synthesized)
+        changes = classify(plan_json, stack.synthesized, stack.deployed_paths)
+        drift = classify_drift(plan_json, stack.synthesized, stack.deployed_paths)
         run_state = runner.run_state_drift(stack)
         status = exit_status(changes, allowed)
         if run_state and status == OK:
@@ -513,6 +525,28 @@ def _plan(args: argparse.Namespace) -> int:
     elif worst == REFUSED:
         print("datapipe: the plan holds risky changes not allowed (marked !); review, then pass --allow", file=sys.stderr)
     return worst
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from .compactor import compact
+    from .runtime.warehouse import bigquery_client
+
+    stacks, runner = _deployable(args)
+    done = []
+    for stack in stacks:
+        manifest = runner.deployed_manifest(stack)
+        if not manifest.sinks:
+            continue
+        client = bigquery_client(manifest.bigquery)
+        done += [{"stack": stack.name, **r.to_dict()} for r in compact(client, manifest, args.sink)]
+    if args.json:
+        print(json.dumps({"ok": True, "compacted": done}, indent=2))
+    for row in [] if args.json else done:
+        print(
+            f"{row['stack']}: {row['table']} -> {row['state_table']}: merged {row['merged_rows']}, "
+            f"purged {row['purged_rows']} deleted ({row['seconds']} s)"
+        )
+    return OK
 
 
 def _schema(args: argparse.Namespace) -> int:

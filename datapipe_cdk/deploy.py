@@ -36,6 +36,7 @@ from .local import connect as local_connect
 from .local import provision, services
 from .local.config import StackConfig
 from .manifest import OUTPUT_NAME, Manifest
+from .plan import PATHS_OUTPUT
 
 RETRIES = 3
 _SUMMARY = re.compile(r"\s*(Plan:|Apply complete|Destroy complete|No changes|Warning:|Error:)")
@@ -58,6 +59,8 @@ class StackDir:
     directory: Path
     synthesized: dict[str, Any]
     manifest: Manifest
+    deployed_paths: dict[str, str] = field(default_factory=dict)
+    """Address -> construct path of what is deployed (filled by ``Runner.plan``)."""
 
     @classmethod
     def read(cls, out: Path, name: str) -> StackDir:
@@ -191,6 +194,15 @@ class Runner:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(done.stdout)
 
+    def deployed_manifest(self, stack: StackDir) -> Manifest:
+        """The manifest of what is deployed (read from the state's outputs, every value resolved)."""
+        env = self.environment(stack)
+        self.init(stack, env)
+        done = self.tofu(stack, ["output", "-json", OUTPUT_NAME], env, capture=True, check=False)
+        if done.returncode != 0:
+            raise DeployError(f"stack {stack.name} is not deployed (no {OUTPUT_NAME} output): run datapipe deploy first")
+        return Manifest.from_dict(json.loads(done.stdout), f"stack {stack.name} (deployed)")
+
     # --- destroy ------------------------------------------------------------------------------
 
     def destroy(self, stack: StackDir, *, auto_approve: bool) -> None:
@@ -230,9 +242,17 @@ class Runner:
     # --- plan ---------------------------------------------------------------------------------
 
     def plan(self, stack: StackDir) -> tuple[bool, dict[str, Any]]:
-        """(changes pending, the plan as JSON) — ``tofu plan -detailed-exitcode`` read back with ``tofu show -json``."""
+        """(changes pending, the plan as JSON) — ``tofu plan -detailed-exitcode`` read back with ``tofu show -json``.
+
+        ``deployed_paths`` is set to the deployed stack's construct paths (read from its state before planning).
+        """
         env = self.environment(stack)
         self.init(stack, env)
+        recorded = self.tofu(stack, ["output", "-json", PATHS_OUTPUT], env, capture=True, check=False)
+        try:
+            stack.deployed_paths = dict(json.loads(recorded.stdout)) if recorded.returncode == 0 else {}
+        except ValueError:
+            stack.deployed_paths = {}
         done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", "-out=datapipe.plan"], env, capture=True)
         shown = self.tofu(stack, ["show", "-json", "datapipe.plan"], env, capture=True)
         (stack.directory / "datapipe.plan").unlink(missing_ok=True)

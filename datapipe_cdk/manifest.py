@@ -5,8 +5,9 @@ the CLI read it back with :meth:`Manifest.from_dict`. One definition serves both
 cannot be written under one name and read under another. Standard library only: reading a manifest
 never starts cdktf.
 
-Versions: 1 (unversioned, before 2026-12) is read with defaults for the fields it lacks; a manifest
-newer than this library is refused with the fix (upgrade datapipe-cdk).
+Versions: 1 (unversioned, before 2026-12) and 2 (no compacted state, no column types) are read with
+defaults for the fields they lack; a manifest newer than this library is refused with the fix (upgrade
+datapipe-cdk).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-VERSION = 2
+VERSION = 3
 OUTPUT_NAME = "datapipe_manifest"
 
 
@@ -33,6 +34,9 @@ class ColumnPolicy:
     info_type: str | None = None
     treatment: str | None = None
     """``masked``, ``hashed`` or ``excluded`` (never leaves the source); None when it flows as written."""
+    precision: int | None = None
+    scale: int | None = None
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,26 @@ class Source:
 
 
 @dataclass(frozen=True)
+class ChangelogColumn:
+    """A data column of a changelog table: how it is stored there and its type in latest-state views."""
+
+    name: str
+    changelog_type: str
+    view_type: str
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
 class SinkTable:
     source_table: str
     topic: str
     table: str
     primary_key: tuple[str, ...]
-    order_by: tuple[str, ...] = ()
     state_table: str | None = None
-    """The compacted state table (latest row per key), when the sink compacts."""
+    """The compacted state table (newest row per key); None in manifests before version 3."""
+    columns: tuple[ChangelogColumn, ...] = ()
+    compaction: tuple[str, ...] = ()
+    """The statements that compact it, in order (``datapipe compact`` runs them)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,9 @@ class Sink:
     path: str = ""
     source: str = ""
     dead_letter_topic: str | None = None
+    compaction_log: str | None = None
+    compact_every_minutes: int = 60
+    recent_window_minutes: int = 360
 
 
 @dataclass(frozen=True)
@@ -372,7 +391,16 @@ class _Reader:
                 primary_key=self.strings(self.get(t, "primary_key", f"{where}.tables")),
                 topic=self.get(t, "topic", f"{where}.tables"),
                 columns=tuple(
-                    ColumnPolicy(c["name"], c.get("type"), c.get("classification"), c.get("info_type"), c.get("treatment"))
+                    ColumnPolicy(
+                        c["name"],
+                        c.get("type"),
+                        c.get("classification"),
+                        c.get("info_type"),
+                        c.get("treatment"),
+                        c.get("precision"),
+                        c.get("scale"),
+                        bool(c.get("repeated")),
+                    )
                     for c in t.get("columns") or []
                 ),
                 columns_declared=bool(t.get("columns_declared", bool(t.get("columns")))),
@@ -407,14 +435,21 @@ class _Reader:
                     topic=self.get(t, "topic", f"{where}.tables"),
                     table=self.get(t, "table", f"{where}.tables"),
                     primary_key=self.strings(t.get("primary_key")),
-                    order_by=self.strings(t.get("order_by")),
                     state_table=t.get("state_table"),
+                    columns=tuple(
+                        ChangelogColumn(c["name"], c["changelog_type"], c["view_type"], bool(c.get("repeated")))
+                        for c in t.get("columns") or []
+                    ),
+                    compaction=self.strings(t.get("compaction")),
                 )
                 for t in self.get(raw, "tables", where)
             ),
             path=str(raw.get("path") or ""),
             source=str(raw.get("source") or ""),
             dead_letter_topic=raw.get("dead_letter_topic"),
+            compaction_log=raw.get("compaction_log"),
+            compact_every_minutes=int(raw.get("compact_every_minutes") or 60),
+            recent_window_minutes=int(raw.get("recent_window_minutes") or 360),
         )
 
     def warehouse(self, raw: Mapping[str, Any], where: str) -> WarehouseSpec:

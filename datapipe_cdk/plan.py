@@ -98,6 +98,8 @@ SEVERITY: tuple[str, ...] = (
 )  # fmt: skip
 """Every class, most severe first (the order of :func:`render_table`)."""
 RISKY = frozenset({DATA_LOSS, RE_SNAPSHOT, RE_KEYING})
+PATHS_OUTPUT = "datapipe_paths"
+"""The stack output mapping each resource address to its construct path (see ``DataPipelineStack``)."""
 ALLOW_NAMES: dict[str, str] = {
     "data-loss": DATA_LOSS,
     "topic-recreation": DATA_LOSS,
@@ -222,13 +224,19 @@ def load_json(path: str | Path, what: str = "plan") -> dict[str, Any]:
     return data
 
 
-def classify(plan_json: Mapping[str, Any], synthesized: Mapping[str, Any] | None = None) -> list[ClassifiedChange]:
+def classify(
+    plan_json: Mapping[str, Any],
+    synthesized: Mapping[str, Any] | None = None,
+    deployed_paths: Mapping[str, str] | None = None,
+) -> list[ClassifiedChange]:
     """Every entry of ``resource_changes`` (and every changed output), most severe first.
 
     ``synthesized`` is the stack's ``cdk.tf.json`` (paths and the manifest); without it only the plan is read.
+    ``deployed_paths`` (the deployed stack's ``datapipe_paths`` output, read before planning: a plan's own
+    prior state already holds the new configuration's outputs) names the constructs of deleted resources.
     """
     _check_plan(plan_json)
-    context = _Context(plan_json, synthesized)
+    context = _Context(plan_json, synthesized, deployed_paths)
     found = [_classify(rc, context) for rc in _entries(plan_json, "resource_changes")]
     for name, output in sorted((plan_json.get("output_changes") or {}).items()):
         # OpenTofu writes the change itself ({"actions": [...], ...}); the format docs show it under "change"
@@ -242,10 +250,14 @@ def classify(plan_json: Mapping[str, Any], synthesized: Mapping[str, Any] | None
     return _sorted(found)
 
 
-def classify_drift(plan_json: Mapping[str, Any], synthesized: Mapping[str, Any] | None = None) -> list[ClassifiedChange]:
+def classify_drift(
+    plan_json: Mapping[str, Any],
+    synthesized: Mapping[str, Any] | None = None,
+    deployed_paths: Mapping[str, str] | None = None,
+) -> list[ClassifiedChange]:
     """The ``resource_drift`` entries: what changed outside Terraform since the last apply (class ``drift``)."""
     _check_plan(plan_json)
-    context = _Context(plan_json, synthesized)
+    context = _Context(plan_json, synthesized, deployed_paths)
     found = []
     for rc in _entries(plan_json, "resource_drift"):
         change = rc.get("change") or {}
@@ -364,7 +376,9 @@ def _entries(plan: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 class _Context:
     """What the plan and the synthesized stack tell about the pipeline, beyond one change."""
 
-    def __init__(self, plan: Mapping[str, Any], synthesized: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, plan: Mapping[str, Any], synthesized: Mapping[str, Any] | None, deployed_paths: Mapping[str, str] | None = None
+    ) -> None:
         stack = synthesized or {}
         self.resources: Mapping[str, Any] = stack.get("resource") or {}
         manifest = ((stack.get("output") or {}).get("datapipe_manifest") or {}).get("value") or {}
@@ -380,6 +394,8 @@ class _Context:
             for v in w.get("views") or []
             if v.get("kind") == "latest_state"
         }
+        self.deployed_paths: Mapping[str, str] = deployed_paths or {}
+        """Address -> construct path, as the deployed stack recorded them (its ``datapipe_paths`` output)."""
         self.configured = {
             str(r.get("address")): set((r.get("expressions") or {}).keys())
             for r in ((plan.get("configuration") or {}).get("root_module") or {}).get("resources") or []
@@ -414,10 +430,13 @@ class _Context:
                         break
 
     def path(self, rc: Mapping[str, Any]) -> str:
+        """The construct path of a change: from the new synth, else (a deleted resource) from the paths the
+        previous deployment recorded in its ``datapipe_paths`` output."""
         if rc.get("module_address"):
             return ""
         resource = (self.resources.get(str(rc.get("type"))) or {}).get(str(rc.get("name"))) or {}
-        return str(((resource.get("//") or {}).get("metadata") or {}).get("path") or "")
+        found = ((resource.get("//") or {}).get("metadata") or {}).get("path")
+        return str(found or self.deployed_paths.get(str(rc.get("address")), ""))
 
     def is_source(self, rc: Mapping[str, Any], side: str) -> bool:
         if rc.get("type") != "kafka-connect_connector":
@@ -504,8 +523,9 @@ def _topic(rc: Mapping[str, Any], change: Mapping[str, Any], kind: str, context:
             if new > old and table:
                 classes.append(RE_KEYING)
                 notes.append(
-                    f"partitions {old} -> {new}: keys of {table} move to other partitions "
-                    "(per-key order breaks across the change)"
+                    f"partitions {old} -> {new}: keys of {table} move to other partitions, where their offsets restart "
+                    "lower; latest-state views order a key's events by offset, so its newer events would lose to older "
+                    "ones (keep the count, or recreate the topic, sink tables and state with a new snapshot)"
                 )
             else:
                 notes.append(f"partitions {old} -> {new}")
@@ -647,11 +667,16 @@ def _source_config(change: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             if not added and not removed:
                 restart.append(key)
         elif key == "message.key.columns":
-            classes.append(RE_KEYING)
             old_keys, new_keys = _key_columns(old), _key_columns(new)
-            tables = sorted(t for t in set(old_keys) | set(new_keys) if old_keys.get(t) != new_keys.get(t))
-            detail = ", ".join(f"{t} ({old_keys.get(t, '-')} -> {new_keys.get(t, '-')})" for t in tables)
-            notes.append(f"message.key.columns changes the key of {detail or _fmt(new)}: new events land on other partitions")
+            # A table added or dropped takes its key along; only a kept table whose key changes is re-keyed.
+            tables = sorted(t for t in set(old_keys) & set(new_keys) if old_keys[t] != new_keys[t])
+            if tables:
+                classes.append(RE_KEYING)
+                detail = ", ".join(f"{t} ({old_keys[t]} -> {new_keys[t]})" for t in tables)
+                notes.append(f"message.key.columns changes the key of {detail}: new events land on other partitions")
+            elif not isinstance(old, str) or not isinstance(new, str):
+                classes.append(RE_KEYING)
+                notes.append(f"message.key.columns changes ({_fmt(old)} -> {_fmt(new)}): keys may land on other partitions")
         elif key == "database.server.id":
             notes.append(f"database.server.id {_fmt(old)} -> {_fmt(new)} (the replication client id only: offsets kept)")
         else:

@@ -13,16 +13,40 @@ IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 
 
 class ColumnType(Enum):
-    """What a source column holds, in BigQuery's terms (strings accepted in any case: ``"int64"``)."""
+    """What a source column holds (strings accepted in any case: ``"int64"``). Each arrives in the
+    latest-state views exactly, as the type named here (see :mod:`datapipe_cdk.typemap`).
+
+    * ``STRING``: CHAR, VARCHAR, TEXT, ENUM, SET (a comma list), uuid, inet, citext.
+    * ``INT64``: TINYINT to BIGINT, unsigned up to INT UNSIGNED, YEAR; smallint, integer, bigint.
+    * ``UINT64``: BIGINT UNSIGNED, up to 2^64-1 (a NUMERIC in the views; INT64 would wrap it).
+    * ``FLOAT64``: FLOAT, DOUBLE, real, double precision.
+    * ``NUMERIC``: DECIMAL(p, s) / numeric(p, s); give ``Column(precision=, scale=)``. The views hold
+      NUMERIC up to 29 integer and 9 fractional digits, BIGNUMERIC up to 38 and 38, else (and without a
+      precision: PostgreSQL's unconstrained numeric) the exact decimal text.
+    * ``BOOL``: BOOLEAN, TINYINT(1), BIT(1).
+    * ``BYTES``: BINARY, VARBINARY, BLOB, bytea, BIT(n).
+    * ``DATE``: DATE.
+    * ``TIME``: TIME(p) / time: a BigQuery TIME, plus ``<column>__micros`` (microseconds, INT64) which
+      also holds what TIME cannot: MySQL durations beyond a day or negative, PostgreSQL's 24:00:00.
+    * ``DATETIME``: DATETIME(p) / timestamp (no time zone), microseconds kept.
+    * ``TIMESTAMP``: TIMESTAMP(p) / timestamptz, an instant in UTC, microseconds kept.
+    * ``JSON``: JSON / json / jsonb, as its exact text (``PARSE_JSON`` would round numbers).
+    * ``INTERVAL``: PostgreSQL interval, as ISO 8601 text (``P1Y2M3DT4H5M6.789S``).
+    """
 
     STRING = "STRING"
     INT64 = "INT64"
+    UINT64 = "UINT64"
     FLOAT64 = "FLOAT64"
     NUMERIC = "NUMERIC"
     BOOL = "BOOL"
     BYTES = "BYTES"
     DATE = "DATE"
+    TIME = "TIME"
+    DATETIME = "DATETIME"
     TIMESTAMP = "TIMESTAMP"
+    JSON = "JSON"
+    INTERVAL = "INTERVAL"
 
     @property
     def is_text(self) -> bool:
@@ -70,6 +94,9 @@ class Column:
         classification: a ``Classification`` (or its name); ``PII`` columns are followed by the policies.
         info_type: for PII, the DLP ``InfoType`` it holds (or its name).
         description: documentation carried to the changelog table, the catalog and lineage.
+        precision: for ``NUMERIC``, the total digits of DECIMAL(p, s) (decides NUMERIC or BIGNUMERIC).
+        scale: for ``NUMERIC``, its fractional digits.
+        repeated: an array column (PostgreSQL ``text[]``, ``integer[]``) of ``type`` elements.
 
     Strings given for the enums are converted on creation; an unknown one is refused, never kept as text.
     """
@@ -79,14 +106,15 @@ class Column:
     classification: Classification | None = None
     info_type: InfoType | None = None
     description: str | None = None
+    precision: int | None = None
+    scale: int | None = None
+    repeated: bool = False
 
     def __post_init__(self) -> None:
         where = f"Column({self.name!r})"
         object.__setattr__(self, "type", check.choice(where, "type", self.type, ColumnType))
         if self.classification is not None:
-            object.__setattr__(
-                self, "classification", check.choice(where, "classification", self.classification, Classification)
-            )
+            object.__setattr__(self, "classification", check.choice(where, "classification", self.classification, Classification))
         if self.info_type is not None:
             object.__setattr__(self, "info_type", check.choice(where, "info_type", self.info_type, InfoType))
 
@@ -98,6 +126,27 @@ class Column:
             )
         if self.description is not None and not isinstance(self.description, str):
             raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
+        if self.precision is not None or self.scale is not None:
+            if self.type is not ColumnType.NUMERIC:
+                raise DatapipeError(path, f"column {self.name!r}: precision and scale are for NUMERIC columns", self.type.value)
+            precision = check.integer(path, f"column {self.name!r} precision", self.precision, minimum=1, maximum=1000)
+            scale = check.integer(path, f"column {self.name!r} scale", 0 if self.scale is None else self.scale, minimum=0)
+            if scale > precision:
+                raise DatapipeError(path, f"column {self.name!r}: scale cannot exceed precision ({precision})", scale)
+        check.flag(path, f"column {self.name!r} repeated", self.repeated)
+        if self.repeated and self.type in (
+            ColumnType.DATE,
+            ColumnType.TIME,
+            ColumnType.DATETIME,
+            ColumnType.TIMESTAMP,
+            ColumnType.UINT64,
+        ):
+            raise DatapipeError(
+                path,
+                f"column {self.name!r}: arrays of {self.type.value} would pass through the sink's lossy converters; "
+                "exclude it (excluded=...) or store it as text in the source",
+                self.type.value,
+            )
         return self
 
     @property
@@ -164,6 +213,17 @@ class CapturedTable:
     def qualified_name(self) -> str:
         return f"{self.namespace}.{self.name}"
 
+    @property
+    def key_only(self) -> bool:
+        """Declared by its primary key alone: only the key columns are captured, as text."""
+        return not self.table.columns
+
     def columns_reaching_kafka(self) -> list[Column]:
-        """Declared columns minus excluded ones (masked/hashed columns still arrive, transformed)."""
+        """Declared columns minus excluded ones (masked/hashed columns still arrive, transformed). A table declared
+        by key alone carries its key columns only, as text (their type is unknown): declare columns for the rest."""
+        if self.key_only:
+            return [
+                Column(k, ColumnType.STRING, description="primary key column (type undeclared: as text)")
+                for k in self.primary_key
+            ]
         return [c for c in self.table.columns if self.treatments.get(c.name) is not Treatment.EXCLUDED]

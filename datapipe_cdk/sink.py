@@ -14,29 +14,27 @@ from constructs import Construct
 from . import _validate as check
 from ._core import PipelineConstruct, pipeline_of
 from .acl import AclOperation, KafkaAcl, ResourceType
+from .compaction import LOG_TABLE, Compaction, CompactionPolicy, state_table_id
 from .dataset import Dataset
 from .errors import DatapipeError
-from .manifest import Manifest, Sink, SinkTable, WorkerSecret
+from .manifest import ChangelogColumn, Manifest, Sink, SinkTable, WorkerSecret
 from .principal import Principal
-from .providers.google import BigqueryTable, ProjectIamMember, ServiceAccount
+from .providers.google import BigqueryDataTransferConfig, BigqueryTable, ProjectIamMember, ServiceAccount
 from .providers.kafka_connect import Connector
-from .schema import CapturedTable, Column, ColumnType
+from .schema import CapturedTable, Column
 from .source import CdcSource, Engine
+from .sql import quote_identifier, quote_table
 from .topic import StreamingTopic
+from .typemap import cast_spec, encoding, view_expressions
 from .worker_secrets import SecretFile
 
 KCBQ_CONNECTOR = "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
 KAFKA_FIELD = "_kafka"
-_API_TYPES = {
-    ColumnType.STRING: "STRING",
-    ColumnType.INT64: "INTEGER",
-    ColumnType.FLOAT64: "FLOAT",
-    ColumnType.NUMERIC: "NUMERIC",
-    ColumnType.BOOL: "BOOLEAN",
-    ColumnType.BYTES: "BYTES",
-    ColumnType.DATE: "DATE",
-    ColumnType.TIMESTAMP: "TIMESTAMP",
-}
+MAX_TASKS = 8
+_POSITION_TYPES = {
+    "snapshot": "STRING", "lsn": "INTEGER", "sequence": "STRING", "file": "STRING", "pos": "INTEGER",
+    "row": "INTEGER", "server_id": "INTEGER", "gtid": "STRING",
+}  # fmt: skip
 
 
 def changelog_table_id(topic: str) -> str:
@@ -47,19 +45,22 @@ def changelog_table_id(topic: str) -> str:
 
 def metadata_columns(engine: Engine) -> list[tuple[str, str]]:
     """Columns ExtractNewRecordState adds (``__op``, ``__deleted``, source time and position)."""
-    position = [(f"__{name}", "STRING" if name == "file" else "INTEGER") for name in engine.position_fields]
+    position = [(f"__{name}", _POSITION_TYPES[name]) for name in engine.position_fields]
     return [("__op", "STRING"), ("__deleted", "STRING"), ("__source_ts_ms", "INTEGER"), *position]
 
 
 @dataclass(frozen=True)
 class ChangelogTable:
-    """One append-only changelog table: every change event of one source table, in arrival order."""
+    """One append-only changelog table (every change event of one source table, in arrival order) and its
+    compacted state (the newest event per key; see :mod:`datapipe_cdk.compaction`)."""
 
     sink: BigQuerySink
     captured: CapturedTable
     engine: Engine
     table_id: str
     resource: BigqueryTable
+    state_resource: BigqueryTable
+    compaction: Compaction
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -71,20 +72,39 @@ class ChangelogTable:
 
     @property
     def columns(self) -> list[Column]:
+        """The data columns it carries (declared minus excluded; the key alone, as text, for a key-only table)."""
         return self.captured.columns_reaching_kafka()
 
     @property
-    def metadata_columns(self) -> list[str]:
-        return [name for name, _ in metadata_columns(self.engine)] + [KAFKA_FIELD]
+    def state_table_id(self) -> str:
+        return state_table_id(self.table_id)
 
-    @property
-    def order_columns(self) -> list[str]:
-        """Newest-first order of events of one key: source position, then Kafka offset."""
-        return [f"__{name}" for name in self.engine.position_fields] + [f"{KAFKA_FIELD}.offset"]
+    def projections(self, columns: Sequence[str], *, exact_bignumeric: bool) -> list[str]:
+        """``expression AS name`` for each chosen column, typed as the source declares it (see typemap)."""
+        binlog = self.engine.is_binlog
+        result = []
+        for name in columns:
+            column = next(c for c in self.columns if c.name == name)
+            for expression, alias in view_expressions(
+                column, quote_identifier(name), binlog=binlog, exact_bignumeric=exact_bignumeric
+            ):
+                result.append(
+                    expression
+                    if alias == name and expression == quote_identifier(name)
+                    else f"{expression} AS {quote_identifier(alias)}"
+                )
+        return result
 
 
 class BigQuerySink(PipelineConstruct):
-    """A KCBQ sink connector writing one append-only changelog table per captured table into its own dataset.
+    """A KCBQ sink connector writing one append-only changelog table per captured table into its own dataset,
+    with a compacted state table beside each (the newest row per key, merged every ``compact_every``).
+
+    Values arrive exactly (see :mod:`datapipe_cdk.typemap`): the connector casts dates and times to plain
+    integers and unsigned BIGINTs to text before KCBQ's lossy converters see them, and the latest-state
+    views turn them back into BigQuery types. Only declared columns exist: the table's schema is the
+    declared columns, never extended by the sink (a column added at the source is drift, reported by
+    ``datapipe doctor`` and the quality checks, until declared and classified).
 
     The connector's Google identity is a service account with WRITER on this dataset only and job-user
     on the project (with ``GcpProject(manage_iam=True)``). Its key never passes through Terraform: the
@@ -104,6 +124,12 @@ class BigQuerySink(PipelineConstruct):
         owners: the dataset's owners (policy ``owner-required``), Google identities.
         readers: who may read the raw changelogs.
         deletion_protection: refuse ``terraform destroy`` of the tables (default on).
+        compact_every: how often the changelogs are merged into the state tables (default 1 hour; at
+            least 15 minutes). Production: a BigQuery scheduled query; the local stack: its compactor.
+        recent_window: how much recent history latest-state views read live besides the state (default
+            6 hours; at least ``2 x compact_every + 1 hour``). Views fail loudly if compaction stops for
+            longer than ``recent_window - 1 hour``. ``retention`` expires changelog partitions only: the
+            current rows live in the state tables.
 
     ``sink.table("orders")`` is a ``ChangelogTable`` to expose in a ``MicroWarehouse``.
     """
@@ -123,11 +149,14 @@ class BigQuerySink(PipelineConstruct):
         owners: Sequence[Principal] = (),
         readers: Sequence[Principal] = (),
         deletion_protection: bool = True,
+        compact_every: timedelta = timedelta(hours=1),
+        recent_window: timedelta = timedelta(hours=6),
     ) -> None:
         path = check.child_path(scope, sink_id, "BigQuerySink")
         stack = pipeline_of(scope, path)
         source = check.instance(path, "source", source, CdcSource)
         chosen = [source.captured[name] for name in self._chosen(path, source, tables)]
+        self.compaction_policy = CompactionPolicy.checked(path, compact_every, recent_window)
         check.flag(path, "deletion_protection", deletion_protection)
         deletion_protection = deletion_protection and stack.target != "local"  # the local stack is disposable
         stack.registry.claim("connector", sink_id, path)
@@ -148,24 +177,24 @@ class BigQuerySink(PipelineConstruct):
             readers=readers,
             deletion_protection=deletion_protection,
         )
+        self.log_resource = BigqueryTable(
+            self,
+            "compaction-log",
+            dataset_id=self.dataset.dataset_id_ref,
+            table_id=LOG_TABLE,
+            description=f"Compactions of {sink_id}'s changelogs into their state tables (datapipe-cdk)",
+            schema=json.dumps(
+                [
+                    {"name": "table_id", "type": "STRING", "mode": "REQUIRED"},
+                    {"name": "compacted_at", "type": "TIMESTAMP", "mode": "REQUIRED"},
+                ],
+                separators=(",", ":"),
+            ),
+            deletion_protection=deletion_protection,
+        )
         self._tables: dict[str, ChangelogTable] = {}
         for captured in chosen:
-            table_id = changelog_table_id(captured.topic_name)
-            resource = BigqueryTable(
-                self,
-                f"changelog-{captured.name}",
-                dataset_id=self.dataset.dataset_id_ref,
-                table_id=table_id,
-                description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {sink_id}",
-                schema=self._schema(captured, source.engine),
-                time_partitioning={"type": "DAY", "expiration_ms": self.dataset.partition_expiration_ms}
-                if self.dataset.partition_expiration_ms
-                else {"type": "DAY"},
-                clustering=list(captured.primary_key[:4]) or None,
-                deletion_protection=deletion_protection,
-                ignore_changes=["schema"],
-            )
-            self._tables[captured.name] = ChangelogTable(self, captured, source.engine, table_id, resource)
+            self._tables[captured.name] = self._changelog(stack, sink_id, captured, source.engine, deletion_protection)
         self.dead_letter_topic = StreamingTopic(
             self, "dead-letter", name=f"dlq.{sink_id}", partitions=1, retention=timedelta(days=14)
         )
@@ -175,6 +204,9 @@ class BigQuerySink(PipelineConstruct):
         acls = self._grant_connect(chosen)
         self.service_account: ServiceAccount | None = None
         identity = self._define_identity(stack) if stack.gcp.manage_iam else []
+        self.scheduled_compaction: BigqueryDataTransferConfig | None = None
+        if stack.target != "local":  # the emulator has no Data Transfer API: the local stack runs its compactor
+            self.scheduled_compaction = self._schedule_compaction(stack, identity)
         self.connector = Connector(
             self,
             "connector",
@@ -210,32 +242,91 @@ class BigQuerySink(PipelineConstruct):
             raise DatapipeError(path, f"tables must name tables the source captures ({sorted(source.captured)})", names)
         return names
 
-    @staticmethod
-    def _schema(captured: CapturedTable, engine: Engine) -> str:
-        fields: list[dict[str, Any]] = [
-            {
-                "name": c.name,
-                "type": _API_TYPES[c.type],
-                "mode": "NULLABLE",
-                **({"description": c.description} if c.description else {}),
-            }
-            for c in captured.columns_reaching_kafka()
-        ]
-        fields += [{"name": name, "type": kind, "mode": "NULLABLE"} for name, kind in metadata_columns(engine)]
-        fields.append(
-            {
-                "name": KAFKA_FIELD,
-                "type": "RECORD",
-                "mode": "NULLABLE",
-                "fields": [
-                    {"name": "topic", "type": "STRING", "mode": "NULLABLE"},
-                    {"name": "partition", "type": "INTEGER", "mode": "NULLABLE"},
-                    {"name": "offset", "type": "INTEGER", "mode": "NULLABLE"},
-                    {"name": "insertTime", "type": "TIMESTAMP", "mode": "NULLABLE"},
-                ],
-            }
+    def _changelog(
+        self, stack: Any, sink_id: str, captured: CapturedTable, engine: Engine, deletion_protection: bool
+    ) -> ChangelogTable:
+        table_id = changelog_table_id(captured.topic_name)
+        schema = self._schema(captured, engine, exact_bignumeric=stack.target != "local")
+        clustering = list(captured.primary_key[:4]) or None
+        resource = BigqueryTable(
+            self,
+            f"changelog-{captured.name}",
+            dataset_id=self.dataset.dataset_id_ref,
+            table_id=table_id,
+            description=f"Changelog of {captured.qualified_name}: one row per change event, appended by {sink_id}",
+            schema=schema,
+            time_partitioning={"type": "DAY", "expiration_ms": self.dataset.partition_expiration_ms}
+            if self.dataset.partition_expiration_ms
+            else {"type": "DAY"},
+            clustering=clustering,
+            deletion_protection=deletion_protection,
         )
-        return json.dumps(fields, separators=(",", ":"))
+        state = BigqueryTable(
+            self,
+            f"state-{captured.name}",
+            dataset_id=self.dataset.dataset_id_ref,
+            table_id=state_table_id(table_id),
+            description=f"Compacted state of {captured.qualified_name}: the newest event per key (never expires)",
+            schema=schema,
+            clustering=clustering,
+            deletion_protection=deletion_protection,
+        )
+        project, dataset = stack.gcp.project, self.dataset.dataset_id
+        compaction = Compaction(
+            table_id=table_id,
+            changelog=quote_table(project, dataset, table_id),
+            state=quote_table(project, dataset, state_table_id(table_id)),
+            log=quote_table(project, dataset, LOG_TABLE),
+            stored=tuple(name for name, _ in self._fields(captured, engine, exact_bignumeric=True)),
+            primary_key=captured.primary_key,
+            policy=self.compaction_policy,
+            partitioned_by_ingestion=stack.target != "local",
+        )
+        return ChangelogTable(self, captured, engine, table_id, resource, state, compaction)
+
+    @staticmethod
+    def _fields(captured: CapturedTable, engine: Engine, *, exact_bignumeric: bool) -> list[tuple[str, dict[str, Any]]]:
+        fields: list[tuple[str, dict[str, Any]]] = []
+        for column in captured.columns_reaching_kafka():
+            kind = encoding(column, binlog=engine.is_binlog, exact_bignumeric=exact_bignumeric).changelog_type
+            field: dict[str, Any] = {"name": column.name, "type": kind, "mode": "REPEATED" if column.repeated else "NULLABLE"}
+            if column.description:
+                field["description"] = column.description
+            fields.append((column.name, field))
+        fields += [(name, {"name": name, "type": kind, "mode": "NULLABLE"}) for name, kind in metadata_columns(engine)]
+        kafka = {
+            "name": KAFKA_FIELD,
+            "type": "RECORD",
+            "mode": "NULLABLE",
+            "fields": [
+                {"name": "topic", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "partition", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "offset", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "insertTime", "type": "TIMESTAMP", "mode": "NULLABLE"},
+            ],
+        }
+        fields.append((KAFKA_FIELD, kafka))
+        return fields
+
+    @classmethod
+    def _schema(cls, captured: CapturedTable, engine: Engine, *, exact_bignumeric: bool) -> str:
+        """Declared columns as they travel (typemap), Debezium's metadata, KCBQ's ``_kafka`` record."""
+        return json.dumps([f for _, f in cls._fields(captured, engine, exact_bignumeric=exact_bignumeric)], separators=(",", ":"))
+
+    def _schedule_compaction(self, stack: Any, identity: list[Any]) -> BigqueryDataTransferConfig:
+        """A BigQuery scheduled query running every table's compaction (as the sink's service account, if managed)."""
+        script = ";\n".join(s.rstrip().rstrip(";") for t in self._tables.values() for s in t.compaction.statements())
+        return BigqueryDataTransferConfig(
+            self,
+            "compaction",
+            display_name=f"datapipe compaction {self.connector_name}"[:100],
+            data_source_id="scheduled_query",
+            location=stack.gcp.location,
+            schedule=self.compaction_policy.schedule,
+            params={"query": script + ";\n"},
+            service_account_name=self.service_account.get_string_attribute("email") if self.service_account else None,
+            depends_on=[self.log_resource, *(t.state_resource for t in self._tables.values()), *identity],
+        )
 
     def _grant_connect(self, chosen: list[CapturedTable]) -> list[KafkaAcl]:
         """Read+Describe on exactly the topics it consumes; Read, Describe and Delete on its own consumer group
@@ -278,9 +369,10 @@ class BigQuerySink(PipelineConstruct):
         topics = [self.source.topic(t.name) for t in chosen]
         engine = self.source.engine
         add_fields = ["op", "source.ts_ms", *engine.position_fields]
-        return {
+        config = {
             "connector.class": KCBQ_CONNECTOR,
-            "tasks.max": "1",
+            # One task per partition (up to 8): this KCBQ makes two HTTP calls per record, so tasks are its speed.
+            "tasks.max": str(min(self.source.partitions, MAX_TASKS)),
             "topics": ",".join(t.name_ref for t in topics),
             "project": project,
             "defaultDataset": self.dataset.dataset_id_ref,
@@ -290,16 +382,16 @@ class BigQuerySink(PipelineConstruct):
             "sanitizeTopics": "true",
             "autoCreateTables": "false",
             "schemaRetriever": "com.wepay.kafka.connect.bigquery.retrieve.IdentitySchemaRetriever",
-            "allowNewBigQueryFields": "true",
-            "allowBigQueryRequiredFieldRelaxation": "true",
+            # The tables' schemas are the declared columns, changed by Terraform only: the sink never adds a
+            # column (it would add KCBQ's own lossy types, and cannot add REPEATED ones at all).
+            "allowNewBigQueryFields": "false",
+            "allowBigQueryRequiredFieldRelaxation": "false",
             "bigQueryPartitionDecorator": "false",
             "kafkaDataFieldName": KAFKA_FIELD,
-            "decimalHandlingMode": "NUMERIC",
             "key.converter": "org.apache.kafka.connect.json.JsonConverter",
             "key.converter.schemas.enable": "true",
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter.schemas.enable": "true",
-            "transforms": "unwrap",
             "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
             "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
             "transforms.unwrap.add.fields": ",".join(add_fields),
@@ -309,8 +401,31 @@ class BigQuerySink(PipelineConstruct):
             "errors.deadletterqueue.topic.replication.factor": str(self.dead_letter_topic.replication_factor),
             "errors.deadletterqueue.context.headers.enable": "true",
         }
+        transforms, predicates = ["unwrap"], []
+        for index, table in enumerate(chosen):
+            # Cast works by field name, so each table gets its own, applied to its topic only.
+            spec = (
+                ",".join(f"{k}:string" for k in table.primary_key)
+                if table.key_only
+                else cast_spec(table.columns_reaching_kafka(), binlog=engine.is_binlog)
+            )
+            if not spec:
+                continue
+            name = f"cast{index}"
+            transforms.append(name)
+            predicates.append(f"is{index}")
+            config[f"transforms.{name}.type"] = "org.apache.kafka.connect.transforms.Cast$Value"
+            config[f"transforms.{name}.spec"] = spec
+            config[f"transforms.{name}.predicate"] = f"is{index}"
+            config[f"predicates.is{index}.type"] = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
+            config[f"predicates.is{index}.pattern"] = re.escape(table.topic_name)
+        config["transforms"] = ",".join(transforms)
+        if predicates:
+            config["predicates"] = ",".join(predicates)
+        return config
 
     def _describe(self, manifest: Manifest) -> None:
+        local = self.pipeline.target == "local"
         manifest.sinks.append(
             Sink(
                 name=self.node.id,
@@ -320,13 +435,26 @@ class BigQuerySink(PipelineConstruct):
                 dataset=self.dataset.dataset_id,
                 holds_pii=self.dataset.holds_pii,
                 dead_letter_topic=self.dead_letter_topic.name,
+                compaction_log=LOG_TABLE,
+                compact_every_minutes=self.compaction_policy.every_minutes,
+                recent_window_minutes=self.compaction_policy.window_minutes,
                 tables=tuple(
                     SinkTable(
                         source_table=t.captured.name,
                         topic=t.captured.topic_name,
                         table=t.table_id,
                         primary_key=tuple(t.primary_key),
-                        order_by=tuple(t.order_columns),
+                        state_table=t.state_table_id,
+                        columns=tuple(
+                            ChangelogColumn(
+                                c.name,
+                                encoding(c, binlog=t.engine.is_binlog, exact_bignumeric=not local).changelog_type,
+                                encoding(c, binlog=t.engine.is_binlog, exact_bignumeric=not local).view_type,
+                                c.repeated,
+                            )
+                            for c in t.columns
+                        ),
+                        compaction=t.compaction.statements(),
                     )
                     for t in self.tables
                 ),

@@ -48,9 +48,16 @@ class Engine(Enum):
         return self is not Engine.POSTGRESQL
 
     @property
+    def is_binlog(self) -> bool:
+        """MySQL and MariaDB: changes read from the binlog (BOOL is a TINYINT there)."""
+        return self is not Engine.POSTGRESQL
+
+    @property
     def position_fields(self) -> tuple[str, ...]:
-        """Debezium ``source`` fields that totally order one server's changes."""
-        return ("lsn",) if self is Engine.POSTGRESQL else ("file", "pos", "row")
+        """Debezium ``source`` fields recorded with each change (for diagnosis; views order by Kafka offset)."""
+        if self is Engine.POSTGRESQL:
+            return ("snapshot", "lsn", "sequence")
+        return ("snapshot", "file", "pos", "row", "server_id", "gtid")
 
 
 class SnapshotMode(Enum):
@@ -62,14 +69,6 @@ class SnapshotMode(Enum):
     NO_DATA = "no_data"
     WHEN_NEEDED = "when_needed"
     RECOVERY = "recovery"
-
-
-class DecimalHandling(Enum):
-    """Debezium's ``decimal.handling.mode``."""
-
-    PRECISE = "precise"
-    DOUBLE = "double"
-    STRING = "string"
 
 
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,253})"
@@ -133,7 +132,6 @@ class CdcSource(PipelineConstruct):
         partitions: partitions of each table topic.
         retention: how long table topics keep changes (``retention.ms``).
         server_id: MySQL/MariaDB only: the replication client id (default: derived from stack and id).
-        decimal_handling: ``DecimalHandling`` (default ``PRECISE``).
         extra_config: other Debezium settings. Keys this construct owns (connector class, names,
             include lists, converters ...) and keys that carry secrets are refused: use the typed
             argument, or a ``${file:...}`` reference to a worker file.
@@ -163,7 +161,6 @@ class CdcSource(PipelineConstruct):
         partitions: int = 1,
         retention: timedelta | None = None,
         server_id: int | None = None,
-        decimal_handling: DecimalHandling | str = DecimalHandling.PRECISE,
         extra_config: Mapping[str, str] | None = None,
         owner: Principal | None = None,
     ) -> None:
@@ -202,7 +199,6 @@ class CdcSource(PipelineConstruct):
             why="it names the topics", max_length=100,
         )  # fmt: skip
         snapshot_mode = check.choice(path, "snapshot_mode", snapshot_mode, SnapshotMode)
-        decimal_handling = check.choice(path, "decimal_handling", decimal_handling, DecimalHandling)
         if heartbeat is not None:
             check.duration(path, "heartbeat", heartbeat, minimum=timedelta(milliseconds=99))
         if retention is not None and retention != FOREVER:
@@ -229,6 +225,7 @@ class CdcSource(PipelineConstruct):
         self.namespace = namespace
         self.username = username
         self.topic_prefix = prefix
+        self.partitions = partitions
         self.connector_name = source_id
         self.owner = owner
         self.captured: dict[str, CapturedTable] = {t.name: t for t in captured}
@@ -264,8 +261,7 @@ class CdcSource(PipelineConstruct):
             support.append(self.heartbeat_topic)
         acls = self._grant_connect()
         config = _connector_config(
-            engine, host, port, database, namespace, username, prefix, snapshot_mode, decimal_handling, heartbeat,
-            server_id, captured,
+            engine, host, port, database, namespace, username, prefix, snapshot_mode, heartbeat, server_id, captured,
         )  # fmt: skip
         config["database.password"] = self.secrets.reference("database.password")
         if self.history_topic is not None:
@@ -370,6 +366,9 @@ class CdcSource(PipelineConstruct):
                                 c.classification.value if c.classification else None,
                                 c.info_type.value if c.info_type else None,
                                 t.treatments[c.name].value if c.name in t.treatments else None,
+                                c.precision,
+                                c.scale,
+                                c.repeated,
                             )
                             for c in t.table.columns
                         ),
@@ -392,7 +391,7 @@ def _checked_extra_config(path: str, extra_config: object) -> dict[str, str]:
                 path,
                 f"extra_config must not set {key!r}: CdcSource writes it from its typed arguments (engine, host, port, "
                 "database, schema, username, tables, topic_prefix, snapshot_mode, heartbeat, masked/hashed/excluded, "
-                "server_id, decimal_handling); set the argument instead",
+                "server_id); set the argument instead",
                 key,
             )
         if _SECRET_WORDS.search(key.lower()) and not _PROVIDER_REFERENCE.match(value):
@@ -433,6 +432,13 @@ def _captured_tables(
                 spec,
             )
         declared[name] = spec.checked(path, name)
+        if not declared[name].columns and not declared[name].primary_key:
+            raise DatapipeError(
+                path,
+                f"tables[{name!r}] declares neither columns nor a primary key, so nothing of it would be captured; "
+                "declare its columns (Table(primary_key=[...], columns=[Column(...), ...]))",
+                name,
+            )
     treatments: dict[str, dict[str, Treatment]] = {name: {} for name in declared}
     for treatment, given in ((Treatment.MASKED, masked), (Treatment.HASHED, hashed), (Treatment.EXCLUDED, excluded)):
         for table_name, columns in check.mapping(path, treatment.value, given or {}).items():
@@ -493,7 +499,6 @@ def _connector_config(
     username: str,
     prefix: str,
     snapshot_mode: SnapshotMode,
-    decimal_handling: DecimalHandling,
     heartbeat: timedelta | None,
     server_id: int | None,
     captured: list[CapturedTable],
@@ -508,8 +513,11 @@ def _connector_config(
         "table.include.list": ",".join(re.escape(t.qualified_name) for t in captured),
         "message.key.columns": ";".join(f"{t.qualified_name}:{','.join(t.primary_key)}" for t in captured if t.primary_key),
         "snapshot.mode": snapshot_mode.value,
-        "decimal.handling.mode": decimal_handling.value,
-        "time.precision.mode": "connect",
+        # Exact values (see datapipe_cdk.typemap): microseconds, decimals as their text, unsigned BIGINT exact.
+        "time.precision.mode": "adaptive_time_microseconds",
+        "decimal.handling.mode": "string",
+        "bigint.unsigned.handling.mode": "precise",
+        "binary.handling.mode": "bytes",
         "tombstones.on.delete": "true",
         "key.converter": "org.apache.kafka.connect.json.JsonConverter",
         "key.converter.schemas.enable": "true",
@@ -530,6 +538,7 @@ def _connector_config(
                 # The publication is the DBA's (`datapipe doctor` prints the statement; the local stack makes
                 # it): creating one needs table ownership, which the CDC login should not have.
                 "publication.autocreate.mode": "disabled",
+                "interval.handling.mode": "string",
             }
         )
     else:
@@ -546,14 +555,16 @@ def _connector_config(
 
 
 def _treatment_config(captured: list[CapturedTable], salt: str | None) -> dict[str, str]:
-    """Debezium's column keys; the hashing salt (a variable reference) is spelled inside its key."""
+    """Which columns leave the database (declared minus excluded; the key alone for a table declared by key),
+    and Debezium's masking keys (the hashing salt, a variable reference, is spelled inside its key)."""
+    included = [
+        re.escape(f"{table.qualified_name}.{column.name}") for table in captured for column in table.columns_reaching_kafka()
+    ]
     by_treatment: dict[Treatment, list[str]] = {t: [] for t in Treatment}
     for table in captured:
         for column, treatment in table.treatments.items():
             by_treatment[treatment].append(re.escape(f"{table.qualified_name}.{column}"))
-    config: dict[str, str] = {}
-    if by_treatment[Treatment.EXCLUDED]:
-        config["column.exclude.list"] = ",".join(by_treatment[Treatment.EXCLUDED])
+    config: dict[str, str] = {"column.include.list": ",".join(included)}
     if by_treatment[Treatment.MASKED]:
         config[f"column.mask.with.{MASK_LENGTH}.chars"] = ",".join(by_treatment[Treatment.MASKED])
     if by_treatment[Treatment.HASHED] and salt is not None:

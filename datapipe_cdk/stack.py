@@ -15,6 +15,7 @@ from .errors import DatapipeError
 from .governance.state import Governance
 from .local.config import local_state_dir
 from .manifest import Manifest, Variable
+from .plan import PATHS_OUTPUT
 from .principal import Principal
 from .providers._base import ResourceTable
 from .providers.google import GoogleProvider
@@ -52,6 +53,15 @@ class _ManifestProducer:
 
     def produce(self, context: IResolveContext) -> Any:
         return self._stack.manifest().to_dict()
+
+
+@jsii.implements(IAnyProducer)
+class _PathsProducer:
+    def __init__(self, stack: DataPipelineStack) -> None:
+        self._stack = stack
+
+    def produce(self, context: IResolveContext) -> Any:
+        return self._stack.resource_table.paths()
 
 
 class DataPipelineStack(PipelineStack):
@@ -98,7 +108,13 @@ class DataPipelineStack(PipelineStack):
             value=Lazy.any_value(_ManifestProducer(self)),
             description="What this pipeline deployed: endpoints, sources, topics, sinks and warehouses.",
         )
-        self.child_ids.update({"datapipe-resources", "datapipe_manifest"})
+        TerraformOutput(
+            self,
+            PATHS_OUTPUT,
+            value=Lazy.any_value(_PathsProducer(self)),
+            description="Each resource's construct path, so `datapipe plan` can name what a later change deletes.",
+        )
+        self.child_ids.update({"datapipe-resources", "datapipe_manifest", PATHS_OUTPUT})
         if self.target == "local":  # state in the local stack's directory (encrypted by `datapipe deploy --local`)
             LocalBackend(self, path=str(local_state_dir() / f"{stack_id}.tfstate"))
         if connect.manage_acls:

@@ -20,3 +20,13 @@ def to_rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def in_words(duration: timedelta) -> str:
+    """``timedelta(hours=6)`` -> ``6 hours``; ``timedelta(minutes=90)`` -> ``90 minutes`` (for comments and messages)."""
+    minutes = int(duration / timedelta(minutes=1))
+    for size, unit in ((24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes and minutes % size == 0:
+            count = minutes // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return str(duration)

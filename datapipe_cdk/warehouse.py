@@ -19,7 +19,7 @@ from .principal import Principal
 from .providers.google import BigqueryTable, ProjectIamMember
 from .schema import IDENTIFIER
 from .sink import ChangelogTable
-from .sql import quote_table, render_template, render_user_sql
+from .sql import quote_table, render_user_sql
 from .units import to_rfc3339
 
 
@@ -116,43 +116,33 @@ class MicroWarehouse(PipelineConstruct):
             raise DatapipeError(
                 path, f"cannot expose {table.captured.qualified_name} as latest state: it has no known primary key", view_name
             )
-        chosen: tuple[str, ...] = ()
+        known = [c.name for c in table.columns]
+        chosen = tuple(known)
         if columns is not None:
             chosen = tuple(
                 check.text(path, "column", c, pattern=IDENTIFIER, rule="must be a column name")
                 for c in check.sequence(path, "columns", columns)
             )
-            known = {c.name for c in table.columns}
             if not chosen:
                 raise DatapipeError(path, "columns must not be empty (omit it to expose every column)", columns)
-            if not known:
-                raise DatapipeError(
-                    path, f"columns can only be chosen when {table.captured.qualified_name} declares its columns", chosen
-                )
             unknown = [c for c in chosen if c not in known]
             if unknown:
                 raise DatapipeError(
-                    path, f"columns not carried by {table.captured.qualified_name} (excluded or undeclared)", unknown
+                    path,
+                    f"columns not carried by {table.captured.qualified_name} (excluded or undeclared; it carries "
+                    f"{', '.join(known)})",
+                    unknown,
                 )
-        project = self.pipeline.gcp.project
-        sql = render_template(
-            "latest_state",
-            description=f"{table.captured.qualified_name} ({check.path_of(table.sink)})",
-            columns=chosen,
-            hidden=[*table.metadata_columns, "__rank"],
-            primary_key=table.primary_key,
-            order=table.order_columns,
-            changelog=quote_table(project, table.dataset.dataset_id, table.table_id),
-        )
-        resource = self._view_resource(view_name, sql, [table.resource])
+        projections = table.projections(chosen, exact_bignumeric=self.pipeline.target != "local")
+        sql = table.compaction.latest_state(f"{table.captured.qualified_name} ({check.path_of(table.sink)})", projections)
+        resource = self._view_resource(view_name, sql, [table.resource, table.state_resource, table.sink.log_resource])
         table.dataset.authorize_view(
             f"{self.dataset.dataset_id}-{view_name}",
-            project,
+            self.pipeline.gcp.project,
             self.dataset.dataset_id_ref,
             resource.get_string_attribute("table_id"),
         )
-        exposed = chosen or tuple(c.name for c in table.columns)
-        view = View(view_name, "latest_state", sql, resource, source=table, columns=exposed)
+        view = View(view_name, "latest_state", sql, resource, source=table, columns=chosen)
         self.views[view_name] = view
         return view
 

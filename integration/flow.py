@@ -156,8 +156,10 @@ def view_orders(client: Any, view: str) -> dict[int, Row]:
 
 def changelog_events(client: Any, changelog: str, order_id: int) -> list[Row]:
     """The changelog rows of one order, oldest first (by Kafka offset)."""
-    sql = (f"SELECT id, status, __op, __deleted, _kafka.offset AS kafka_offset FROM `{bigquery.PROJECT}.{changelog}` "
-           f"WHERE id = {int(order_id)} ORDER BY _kafka.offset")
+    sql = (
+        f"SELECT id, status, __op, __deleted, _kafka.offset AS kafka_offset FROM `{bigquery.PROJECT}.{changelog}` "
+        f"WHERE id = {int(order_id)} ORDER BY _kafka.offset"
+    )
     return [dict(row.items()) for row in client.query_and_wait(sql)]
 
 
@@ -197,8 +199,15 @@ class Consumed:
     refused: str | None
 
 
-def consume(cfg: StackConfig, user: str, topic: str, group: str, *, timeout: float = 30.0,
-            until: Callable[[list[Any]], bool] | None = None) -> Consumed:
+def consume(
+    cfg: StackConfig,
+    user: str,
+    topic: str,
+    group: str,
+    *,
+    timeout: float = 30.0,
+    until: Callable[[list[Any]], bool] | None = None,
+) -> Consumed:
     """Read ``topic`` from the beginning as ``user`` in consumer group ``group``, without committing.
 
     Stops at the first authorization error, when ``until(values)`` holds, or after ``timeout`` seconds.
@@ -208,8 +217,13 @@ def consume(cfg: StackConfig, user: str, topic: str, group: str, *, timeout: flo
     from confluent_kafka import Consumer, KafkaError
 
     refusals = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
-    consumer = Consumer(kafka_config(cfg, user, **{"group.id": group, "auto.offset.reset": "earliest",
-                                                   "enable.auto.commit": False, "enable.partition.eof": False}))
+    consumer = Consumer(
+        kafka_config(
+            cfg,
+            user,
+            **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False, "enable.partition.eof": False},
+        )
+    )
     values: list[Any] = []
     try:
         consumer.subscribe([topic])

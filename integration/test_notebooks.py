@@ -76,8 +76,9 @@ def test_notebooks_run_against_the_deployed_stack(deployed: object, stack: str) 
     _deployed_stack_or_skip(stack)
     tmp_path = _artifacts(stack, "probe")
     # The local stack is ours: opt in explicitly, so the markers run whatever target the manifest records.
-    status = _runner().main(["--stack", stack, "--markers", "20", "--rate", "2", "--write-probe-rows",
-                             "--artifacts", str(tmp_path)])
+    status = _runner().main(
+        ["--stack", stack, "--markers", "20", "--rate", "2", "--write-probe-rows", "--artifacts", str(tmp_path)]
+    )
     for name in ("pipeline_latency", "data_quality"):
         assert (tmp_path / f"{name}.result.json").is_file(), f"{name} failed; see {tmp_path / name}.ipynb"
 

@@ -66,16 +66,32 @@ def test_acls_exist_as_declared(deployed: DeployedStack, stack_name: str) -> Non
         ResourceType,
     )
 
-    anything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
-                                AclOperation.ANY, AclPermissionType.ANY)
+    anything = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        None,
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
     admin = _admin(deployed)  # keep the client alive until the future resolves
     bindings = admin.describe_acls(anything).result(timeout=15)
-    actual = {(b.principal, _norm(b.restype), b.name, _norm(b.resource_pattern_type), _norm(b.operation),
-               _norm(b.permission_type)) for b in bindings}
-    declared = {(acl["acl_principal"], _norm(acl["resource_type"]), acl["resource_name"],
-                 _norm(acl.get("resource_pattern_type_filter", "Literal")), _norm(acl["acl_operation"]),
-                 _norm(acl["acl_permission_type"]))
-                for acl in deployed.resources(stack_name, "kafka_acl")}
+    actual = {
+        (b.principal, _norm(b.restype), b.name, _norm(b.resource_pattern_type), _norm(b.operation), _norm(b.permission_type))
+        for b in bindings
+    }
+    declared = {
+        (
+            acl["acl_principal"],
+            _norm(acl["resource_type"]),
+            acl["resource_name"],
+            _norm(acl.get("resource_pattern_type_filter", "Literal")),
+            _norm(acl["acl_operation"]),
+            _norm(acl["acl_permission_type"]),
+        )
+        for acl in deployed.resources(stack_name, "kafka_acl")
+    }
     assert declared, f"stack {stack_name} declares no ACLs"
     assert declared - actual == set(), "declared ACLs missing from the broker"
 
@@ -127,8 +143,11 @@ def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe
 
     # Changelog table: every event, deletes kept as rewritten rows.
     client = bigquery.client(cfg)
-    flow.wait_for(lambda: len(flow.changelog_events(client, pipe.changelog, gone)) >= 2, WAREHOUSE_TIMEOUT_S,
-                  f"the delete of order {gone} in {pipe.changelog}")
+    flow.wait_for(
+        lambda: len(flow.changelog_events(client, pipe.changelog, gone)) >= 2,
+        WAREHOUSE_TIMEOUT_S,
+        f"the delete of order {gone} in {pipe.changelog}",
+    )
 
     def updated() -> list[flow.Row]:
         events = flow.changelog_events(client, pipe.changelog, kept)
@@ -137,7 +156,9 @@ def test_rows_flow_to_latest_state_view(deployed: DeployedStack, pipe: flow.Pipe
     events = flow.wait_for(updated, WAREHOUSE_TIMEOUT_S, f"the update of order {kept} in {pipe.changelog}")
     assert [(e["__op"], e["status"]) for e in events] == [("c", f"new-{tag}"), ("u", f"paid-{tag}")]
     assert [(e["__op"], e["__deleted"]) for e in flow.changelog_events(client, pipe.changelog, gone)] == [
-        ("c", "false"), ("d", "true")]
+        ("c", "false"),
+        ("d", "true"),
+    ]
 
     # Latest-state view: exactly the source's current rows.
     problems: list[str] = []
@@ -163,8 +184,9 @@ GRANTS = [
 
 
 @pytest.mark.parametrize(("user", "topic", "group", "other_topic"), GRANTS)
-def test_granted_principal_reads_its_topic_only(deployed: DeployedStack, user: str, topic: str, group: str,
-                                                 other_topic: str) -> None:
+def test_granted_principal_reads_its_topic_only(
+    deployed: DeployedStack, user: str, topic: str, group: str, other_topic: str
+) -> None:
     cfg = deployed.cfg
     if topic.startswith("ledger."):
         flow.insert_refund(cfg, "postgres", 1, Decimal("1.00"), "integration test")
@@ -181,8 +203,24 @@ def test_granted_principal_reads_its_topic_only(deployed: DeployedStack, user: s
 
 
 def test_second_plan_is_empty(deployed: DeployedStack) -> None:
+    import json
+
     done = datapipe("plan", "--local", "--app", str(EXAMPLE_APP), "--out", str(deployed.out), "--json", check=False)
-    assert done.returncode == 0, f"datapipe plan after deploy wants changes (exit {done.returncode}):\n{done.stdout[-3000:]}"
+    if done.returncode != 0:
+        try:
+            stacks = json.loads(done.stdout)["stacks"]
+        except (ValueError, KeyError):
+            raise AssertionError(
+                f"datapipe plan failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            ) from None
+        wanted = {
+            s["stack"]: {
+                "changes": [(c["path"], c["class"], c["reason"]) for c in s["changes"] if c["class"] not in ("no-op", "drift")],
+                "connectors_not_running": s["connectors_not_running"],
+            }
+            for s in stacks
+        }
+        raise AssertionError(f"datapipe plan after deploy wants changes (exit {done.returncode}): {wanted}")
 
 
 def _run_dir_secrets(deployed: DeployedStack) -> set[str]:

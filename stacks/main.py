@@ -44,7 +44,7 @@ ORDERS = Table(
     columns=[
         Column("id", ColumnType.INT64, Classification.INTERNAL),
         Column("account_id", ColumnType.INT64, Classification.INTERNAL),
-        Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL),
+        Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL, precision=12, scale=2),
         Column("currency", ColumnType.STRING, Classification.PUBLIC),
         Column("status", ColumnType.STRING, Classification.INTERNAL),
         Column("created_at", ColumnType.TIMESTAMP, Classification.INTERNAL),
@@ -57,7 +57,7 @@ REFUNDS = Table(
     columns=[
         Column("id", ColumnType.INT64, Classification.INTERNAL),
         Column("order_id", ColumnType.INT64, Classification.INTERNAL),
-        Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL),
+        Column("amount", ColumnType.NUMERIC, Classification.CONFIDENTIAL, precision=12, scale=2),
         Column("reason", ColumnType.STRING, Classification.INTERNAL),
         Column("created_at", ColumnType.TIMESTAMP, Classification.INTERNAL),
     ],

@@ -24,7 +24,7 @@ from datapipe_cdk import (
     Table,
 )
 from datapipe_cdk._core import path_of
-from datapipe_cdk.manifest import Manifest, ManifestError
+from datapipe_cdk.manifest import VERSION, Manifest, ManifestError
 
 from .conftest import make_stack, resources, synth_stack
 from .test_examples import _example_docs
@@ -127,7 +127,7 @@ def test_previous_numbered_addresses_move_to_the_new_ones():
 def test_the_manifest_reads_back_exactly_as_written(stack_name):
     written = _example_docs("production")[stack_name]["output"]["datapipe_manifest"]["value"]
     manifest = Manifest.from_dict(written, "golden")
-    assert manifest.version == 2
+    assert manifest.version == VERSION
     again = manifest.to_dict()
     assert _without_nulls(again) == _without_nulls(written)
     assert Manifest.from_dict(again, "again").to_dict() == again

@@ -75,7 +75,7 @@ def test_no_secret_value_reaches_synthesized_json(production):
                 if any(word in key.lower() for word in ("password", "jaas")):
                     assert value.startswith("$${file:/etc/kafka-connect/secrets/"), (key, value)
                 assert "BEGIN PRIVATE KEY" not in value
-    assert 'private_key' not in text
+    assert "private_key" not in text
 
 
 def test_import_does_not_load_heavy_or_runtime_modules():

@@ -73,7 +73,6 @@ SOURCE_ARGS = [
     "partitions",
     "retention",
     "server_id",
-    "decimal_handling",
     "extra_config",
 ]
 

@@ -118,7 +118,8 @@ def test_enum_strings_are_converted_whatever_their_case_never_half_accepted():
          "Column('email'): classification must be one of 'PUBLIC', 'INTERNAL', 'CONFIDENTIAL', 'PII' (or the Classification "
          "member), got 'PIII'"),
         (lambda: Column("n", "INTEGER"),  # type: ignore[arg-type]
-         "Column('n'): type must be one of 'STRING', 'INT64', 'FLOAT64', 'NUMERIC', 'BOOL', 'BYTES', 'DATE', 'TIMESTAMP' "
+         "Column('n'): type must be one of 'STRING', 'INT64', 'UINT64', 'FLOAT64', 'NUMERIC', 'BOOL', 'BYTES', 'DATE', 'TIME', "
+         "'DATETIME', 'TIMESTAMP', 'JSON', 'INTERVAL' "
          "(or the ColumnType member), got 'INTEGER'"),
     ],
 )  # fmt: skip
@@ -278,8 +279,7 @@ def test_a_broken_app_file_gets_one_clear_error(tmp_path: Path, capsys, source: 
 def test_an_app_that_ignores_outdir_is_refused(tmp_path: Path, capsys):
     app = tmp_path / "app.py"
     app.write_text(
-        "from cdktf import App\nfrom tests.conftest import make_stack\n"
-        "def build(outdir):\n    return make_stack().node.scope\n"
+        "from cdktf import App\nfrom tests.conftest import make_stack\ndef build(outdir):\n    return make_stack().node.scope\n"
     )
     assert main(["synth", "--app", str(app), "--out", str(tmp_path / "out")]) == 1
     assert "build(outdir) ignored outdir" in capsys.readouterr().err

@@ -103,7 +103,10 @@ def test_masked_hashed_and_excluded_columns(stack):
     _source(stack, masked={"accounts": ["email"]}, hashed={"accounts": [Column("name")]}, excluded={"accounts": ["phone"]})
     connector = _connector(synth_stack(stack), "payments-db")
     assert connector["config"]["column.mask.with.8.chars"] == r"payments\.accounts\.email"
-    assert connector["config"]["column.exclude.list"] == r"payments\.accounts\.phone"
+    included = connector["config"]["column.include.list"].split(",")
+    assert r"payments\.accounts\.phone" not in included  # excluded: never read
+    assert {r"payments\.accounts\.email", r"payments\.accounts\.name", r"payments\.accounts\.id"} <= set(included)
+    assert "column.exclude.list" not in connector["config"]
     assert connector["config"]["column.mask.hash.v2.SHA-256.with.salt.${var.payments_db_hash_salt}"] == (
         r"payments\.accounts\.name"
     )

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import jinja2
 import pytest
+import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import SandboxedEnvironment
 
 from datapipe_cdk import DatapipeError, MicroWarehouse, Principal
-from datapipe_cdk.sql import render_template, render_user_sql
+from datapipe_cdk.compaction import Compaction, CompactionPolicy
+from datapipe_cdk.sql import render_user_sql
 from datapipe_cdk.teamspec import compile_team, load
 from tests.governance.helpers import make_sink, make_source, make_stack
 
@@ -206,22 +208,24 @@ def test_add_view_refuses_at_the_construct_path(tmp_path: Path):
 
 
 def test_text_in_the_latest_state_comment_cannot_end_the_comment_or_reach_terraform():
-    sql = render_template(
-        "latest_state",
-        description="db.t (scope\r) UNION ALL SELECT secret FROM x --\u2028${var.password}%{ if x })",
-        columns=[],
-        hidden=["__op"],
-        primary_key=["id"],
-        order=["__pos"],
+    compaction = Compaction(
+        table_id="t",
         changelog="`acme-data.raw.t`",
+        state="`acme-data.raw.t__state`",
+        log="`acme-data.raw._datapipe_compaction`",
+        stored=("id", "__deleted", "_kafka"),
+        primary_key=("id",),
+        policy=CompactionPolicy(timedelta(hours=1), timedelta(hours=6)),
+        partitioned_by_ingestion=True,
     )
-    first, second = sql.splitlines()[:2]
+    sql = compaction.latest_state("db.t (scope\r) UNION ALL SELECT secret FROM x --\u2028${var.password}%{ if x })", ["`id`"])
+    first = sql.splitlines()[0]
     assert first == (
         "-- Latest state of db.t (scope\\u000d) UNION ALL SELECT secret FROM x --\\u2028$\\u007bvar.password}"
-        "%\\u007b if x }): the newest event per primary key, hard-deleted rows removed."
+        "%\\u007b if x }): the newest event per primary key, deleted rows removed."
     )
-    assert second.startswith("-- Newest = highest source position (__pos)")
     assert "${" not in sql and "%{" not in sql
+    assert sqlglot.parse_one(sql, read="bigquery").find(sqlglot.exp.Union) is not None
 
 
 # -- (b) random template-like text ------------------------------------------------------------------

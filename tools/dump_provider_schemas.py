@@ -41,6 +41,9 @@ RESOURCE_TYPES: tuple[str, ...] = (
     "google_project_iam_member",
     "google_data_loss_prevention_inspect_template",
     "google_data_loss_prevention_job_trigger",
+    "google_bigquery_data_transfer_config",
+    "google_logging_metric",
+    "google_monitoring_alert_policy",
 )
 DEFAULT_OUTPUT = REPO / "tests" / "data" / "provider_schemas.json"
 

@@ -47,8 +47,7 @@ from datapipe_cdk.runtime.manifest import ManifestError, find_project_dir, load_
 from datapipe_cdk.runtime.writes import mode_statement  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-NOTEBOOKS = {"latency": ROOT / "notebooks" / "pipeline_latency.ipynb",
-             "quality": ROOT / "notebooks" / "data_quality.ipynb"}
+NOTEBOOKS = {"latency": ROOT / "notebooks" / "pipeline_latency.ipynb", "quality": ROOT / "notebooks" / "data_quality.ipynb"}
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,7 @@ def parameter_names(notebook: nbformat.NotebookNode) -> tuple[int, set[str]]:
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
             tree = ast.parse(cell.source)
-            names = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                     if isinstance(t, ast.Name)}
+            names = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
             return index, names
     raise SystemExit("notebook has no cell tagged 'parameters'; add the tag to its parameters cell")
 
@@ -108,12 +106,14 @@ def inject(notebook: nbformat.NotebookNode, parameters: dict[str, Any]) -> nbfor
     return notebook
 
 
-def execute(name: str, path: Path, parameters: dict[str, Any], out_dir: Path, cell_timeout_s: int,
-            project: Path | None = None) -> Execution:
+def execute(
+    name: str, path: Path, parameters: dict[str, Any], out_dir: Path, cell_timeout_s: int, project: Path | None = None
+) -> Execution:
     """Run one notebook with ``figures_dir`` = ``out_dir``; the executed copy is saved even when it fails."""
     notebook = inject(nbformat.read(path, as_version=4), {**parameters, "figures_dir": str(out_dir)})
-    client = NotebookClient(notebook, timeout=cell_timeout_s, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook, timeout=cell_timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     executed = out_dir / path.name
     error = None
     began = time.monotonic()
@@ -169,22 +169,41 @@ def report(executions: list[Execution]) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--stack", default="payments", help="stack name (default: payments; not needed with --manifest)")
-    parser.add_argument("--manifest", type=Path, default=None,
-                        help="the stack's manifest file: its JSON, `tofu output -json` saved to a file, a Terraform "
-                             "state or a cdk.tf.json (overrides DATAPIPE_MANIFEST)")
-    parser.add_argument("--synth-dir", type=Path, default=None,
-                        help="your app's synth output folder (e.g. ~/app/cdktf.out, or one stack's directory) to look "
-                             "the stack up in instead of this project's")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="the stack's manifest file: its JSON, `tofu output -json` saved to a file, a Terraform "
+        "state or a cdk.tf.json (overrides DATAPIPE_MANIFEST)",
+    )
+    parser.add_argument(
+        "--synth-dir",
+        type=Path,
+        default=None,
+        help="your app's synth output folder (e.g. ~/app/cdktf.out, or one stack's directory) to look "
+        "the stack up in instead of this project's",
+    )
     writes = parser.add_mutually_exclusive_group()
-    writes.add_argument("--write-probe-rows", dest="write_probe_rows", action="store_const", const=True, default=None,
-                        help="opt in to writing probe rows into the source database (needed for any target but the "
-                             "local stack)")
-    writes.add_argument("--read-only", dest="write_probe_rows", action="store_const", const=False,
-                        help="never write into a source database, not even on the local stack")
+    writes.add_argument(
+        "--write-probe-rows",
+        dest="write_probe_rows",
+        action="store_const",
+        const=True,
+        default=None,
+        help="opt in to writing probe rows into the source database (needed for any target but the local stack)",
+    )
+    writes.add_argument(
+        "--read-only",
+        dest="write_probe_rows",
+        action="store_const",
+        const=False,
+        help="never write into a source database, not even on the local stack",
+    )
     parser.add_argument("--markers", type=int, default=30, help="latency markers (quality: rows deleted)")
     parser.add_argument("--rate", type=float, default=2.0, help="markers per second")
-    parser.add_argument("--lookback", type=float, default=3600.0,
-                        help="read-only latency: seconds of past changes to read (default 3600)")
+    parser.add_argument(
+        "--lookback", type=float, default=3600.0, help="read-only latency: seconds of past changes to read (default 3600)"
+    )
     parser.add_argument("--table", default=None, help="source table to measure (default: first exposed)")
     parser.add_argument("--artifacts", type=Path, default=None, help="output directory")
     parser.add_argument("--only", choices=sorted(NOTEBOOKS), action="append", help="run only this notebook")
@@ -213,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parameters = notebook_parameters(args)
     project = project_dir() if args.manifest is None and args.synth_dir is None else None
     try:
-        manifest = load_manifest(args.stack, root=project, manifest_path=parameters["manifest_path"],
-                                 synth_dir=parameters["synth_dir"])
+        manifest = load_manifest(
+            args.stack, root=project, manifest_path=parameters["manifest_path"], synth_dir=parameters["synth_dir"]
+        )
     except ManifestError as exc:
         print(f"[notebooks] {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,10 @@ local-bigquery 0.4.0 needs Python >= 3.13 (its code uses PEP 695 generics and PE
 so ``--ignore-requires-python`` on 3.11 fails with SyntaxError). The machine image ships a pyenv
 CPython 3.13; ``DATAPIPE_PYTHON313`` overrides where to find one.
 
+It is started through :mod:`datapipe_cdk.local.bigquery_fidelity`, which gives its ``insertAll`` the one
+BigQuery behaviour the pipeline needs and it lacks: a TIMESTAMP sent as seconds since the epoch (KCBQ's
+``_kafka.insertTime``) is stored, not dropped to NULL.
+
 It declares ``duckdb>=2.0.0``, but DuckDB 2.0.0 tries to download its ``icu`` extension at the
 first request (no network here), so the venv pins DuckDB 1.5.5 and installs the ``icu``,
 ``ducklake`` and ``spatial`` extensions from their PyPI packages; their files are copied where DuckDB looks
@@ -225,7 +229,8 @@ def start(cfg: StackConfig) -> None:
     ensure_port_free(cfg.host, cfg.bigquery_grpc_port, "BigQuery emulator gRPC", "DATAPIPE_BIGQUERY_GRPC_PORT")
     exe = install(cfg)
     argv = [
-        str(exe),
+        str(exe.parent / "python"),
+        str(Path(__file__).with_name("bigquery_fidelity.py")),  # insertAll takes numeric TIMESTAMPs, as BigQuery does
         "serve",
         "--host",
         cfg.host,

@@ -1,5 +1,5 @@
 """The local stack's services: started in dependency order (Kafka, databases, BigQuery emulator, TLS
-front, Connect), stopped by PID in reverse order, reset by wiping the run directory.
+front, Connect, the compactor), stopped by PID in reverse order, reset by wiping the run directory.
 
 ``up`` writes ``<run>/stack.json`` with endpoints and credential file paths (never the secrets) for
 tools, tests and notebooks. The commands are ``datapipe local up | down | status | reset``.
@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from datapipe_cdk.local import _process, bigquery, connect, databases, kafka, tls
+from datapipe_cdk.local import _process, bigquery, compactor, connect, databases, kafka, tls
 from datapipe_cdk.local._process import say
 from datapipe_cdk.local.config import StackConfig
 
@@ -34,6 +34,7 @@ SERVICES: dict[str, Service] = {
     "bigquery": bigquery,
     "tls": tls,
     "connect": connect,
+    "compactor": compactor,
 }
 ORDER: tuple[str, ...] = tuple(SERVICES)
 

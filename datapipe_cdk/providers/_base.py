@@ -125,6 +125,10 @@ class ResourceTable(TerraformElement):
             result["moved"] = moved
         return result
 
+    def paths(self) -> dict[str, str]:
+        """Each resource's Terraform address and construct path (so a later plan can name what it deletes)."""
+        return {f"{r.TYPE}.{self.logical_id(r)}": path_of(r) for r in self._resources}
+
     def previous_logical_id(self, scope: Construct, construct_id: str) -> str:
         """The logical id a resource with ``construct_id`` under ``scope`` had (for ``moved`` blocks)."""
         path = f"{path_of(scope)}/{construct_id}"

@@ -219,3 +219,39 @@ class ProjectIamMember(Resource):
                 "condition": [dict(condition)] if condition else None,
             },
         )
+
+
+class BigqueryDataTransferConfig(Resource):
+    """A BigQuery Data Transfer config; with ``data_source_id="scheduled_query"``, a scheduled query."""
+
+    TYPE = "google_bigquery_data_transfer_config"
+    PROVIDER = "google"
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        display_name: str,
+        data_source_id: str,
+        params: Mapping[str, str],
+        location: str | None = None,
+        schedule: str | None = None,
+        service_account_name: str | None = None,
+        project: str | None = None,
+        depends_on: Sequence[ITerraformDependable] | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            {
+                "display_name": display_name,
+                "data_source_id": data_source_id,
+                "params": dict(params),
+                "location": location,
+                "schedule": schedule,
+                "service_account_name": service_account_name,
+                "project": project,
+            },
+            depends_on=depends_on,
+        )

@@ -132,8 +132,9 @@ def _plan(markers: int, can_update: bool) -> list[str]:
     return [cycle[i % len(cycle)] for i in range(markers)]
 
 
-def _seed(rows: ProbeRows, view: WarehouseView, keys: list[object], count: int, timeout_s: float,
-          progress: bool, connect_url: str) -> None:
+def _seed(
+    rows: ProbeRows, view: WarehouseView, keys: list[object], count: int, timeout_s: float, progress: bool, connect_url: str
+) -> None:
     """Insert ``count`` rows (their keys appended to ``keys`` at once, for cleanup) and wait until the
     latest-state view shows all of them."""
     for _ in range(count):
@@ -248,8 +249,7 @@ def run_probe(
         plan = _plan(markers, rows.marker_column is not None)
         seeds: list[object] = []
         try:
-            _seed(rows, view, seeds, plan.count("update") + plan.count("delete"), timeout_s, progress,
-                  manifest.connect_url)
+            _seed(rows, view, seeds, plan.count("update") + plan.count("delete"), timeout_s, progress, manifest.connect_url)
             update_seeds, delete_seeds = seeds[: plan.count("update")], seeds[plan.count("update") :]
             with TopicTail(manifest.kafka, credentials.kafka, pipe.source_table.topic) as tail:
                 observer = _Observer(tail, view, poll_interval_s)
@@ -265,15 +265,29 @@ def run_probe(
         table=pipe.label,
         markers=marker_frame(written),
         latencies=latency_table(written),
-        settings={"markers": markers, "rate_per_s": rate_per_s, "poll_interval_s": poll_interval_s,
-                  "timeout_s": timeout_s, "marker_column": rows.marker_column,
-                  "warehouse_poll_errors": observer.errors, "run_s": round(elapsed, 1)},
+        settings={
+            "markers": markers,
+            "rate_per_s": rate_per_s,
+            "poll_interval_s": poll_interval_s,
+            "timeout_s": timeout_s,
+            "marker_column": rows.marker_column,
+            "warehouse_poll_errors": observer.errors,
+            "run_s": round(elapsed, 1),
+        },
     )
 
 
-def _timed_loop(rows: ProbeRows, plan: list[str], observer: _Observer, written: list[Marker],
-                update_seeds: list[object], delete_seeds: list[object], rate_per_s: float, timeout_s: float,
-                progress: bool) -> None:
+def _timed_loop(
+    rows: ProbeRows,
+    plan: list[str],
+    observer: _Observer,
+    written: list[Marker],
+    update_seeds: list[object],
+    delete_seeds: list[object],
+    rate_per_s: float,
+    timeout_s: float,
+    progress: bool,
+) -> None:
     """Write marker ``i`` at ``start + i / rate`` and observe until every marker is done or time is up."""
     start = time.monotonic()
     deadline = start + len(plan) / rate_per_s + timeout_s

@@ -186,8 +186,9 @@ def _tofu_output(directory: Path) -> Any | None:
     binary = _tofu()
     if binary is None or not (directory / ".terraform").is_dir():
         return None
-    done = subprocess.run([binary, "output", "-json", OUTPUT_NAME], cwd=directory, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [binary, "output", "-json", OUTPUT_NAME], cwd=directory, capture_output=True, text=True, timeout=120, check=False
+    )
     if done.returncode != 0 or not done.stdout.strip():
         return None
     return json.loads(done.stdout)
@@ -199,8 +200,10 @@ def read_manifest_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
     (``outputs.datapipe_manifest``) or a synthesized ``cdk.tf.json`` (``output.datapipe_manifest``)."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ManifestError(f"manifest file {file} does not exist; write the manifest JSON there "
-                            f"(tofu output -json {OUTPUT_NAME} > {file.name}) or pass another path")
+        raise ManifestError(
+            f"manifest file {file} does not exist; write the manifest JSON there "
+            f"(tofu output -json {OUTPUT_NAME} > {file.name}) or pass another path"
+        )
     try:
         raw = json.loads(file.read_text())
     except ValueError as exc:
@@ -212,8 +215,10 @@ def read_manifest_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
                 if value is None:
                     raise ManifestError(f"{file} has no {where}.{OUTPUT_NAME}; is it a DataPipelineStack's?")
                 if isinstance(value, str):
-                    raise ManifestError(f"{file}: {where}.{OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the "
-                                        "stack and read its state instead")
+                    raise ManifestError(
+                        f"{file}: {where}.{OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the "
+                        "stack and read its state instead"
+                    )
                 return value, f"{file} ({where}.{OUTPUT_NAME})"
         if (value := _find_output(raw)) is not None:
             return value, f"{file} ({OUTPUT_NAME})"
@@ -266,22 +271,25 @@ def _find_manifest(
     for directory in directories:
         if (value := _tofu_output(directory)) is not None:
             return value, f"tofu output -json {OUTPUT_NAME} in {directory}"
-    hint = ("or pass the manifest (manifest_path= / --manifest: its JSON, a Terraform state or a cdk.tf.json) or "
-            "your app's synth output folder (synth_dir= / --synth-dir)")
+    hint = (
+        "or pass the manifest (manifest_path= / --manifest: its JSON, a Terraform state or a cdk.tf.json) or "
+        "your app's synth output folder (synth_dir= / --synth-dir)"
+    )
     if not directories:
-        raise ManifestError(f"no manifest for stack {stack!r}: no cdktf.json in {Path.cwd()} or its parents and no "
-                            f"deployed state found; run from your app's directory, set DATAPIPE_PROJECT_DIR, {hint}")
+        raise ManifestError(
+            f"no manifest for stack {stack!r}: no cdktf.json in {Path.cwd()} or its parents and no "
+            f"deployed state found; run from your app's directory, set DATAPIPE_PROJECT_DIR, {hint}"
+        )
     found = [d / "cdk.tf.json" for d in directories if (d / "cdk.tf.json").is_file()]
     if not found:
         where = base if base is not None else Path(str(synth_dir))
-        raise ManifestError(f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` "
-                            f"in {where}, {hint}")
+        raise ManifestError(
+            f"no synthesized stack {stack!r} at {directories[-1] / 'cdk.tf.json'}; run `cdktf synth` in {where}, {hint}"
+        )
     synthesized = found[0]
     value = _find_output(json.loads(synthesized.read_text()).get("output") or {})
     if value is None:
         raise ManifestError(f"{synthesized} has no output {OUTPUT_NAME!r}; is {stack!r} a DataPipelineStack?")
     if isinstance(value, str):
-        raise ManifestError(
-            f"{synthesized}: output {OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the stack first"
-        )
+        raise ManifestError(f"{synthesized}: output {OUTPUT_NAME} is an expression ({value[:60]!r}); deploy the stack first")
     return value, f"{synthesized} (output.{OUTPUT_NAME})"

@@ -75,8 +75,7 @@ class KafkaReader:
     timeout_s: float = 30.0
 
     def recent(self, topic: str, *, last: int, since: Mapping[int, int] | None = None) -> list[ChangeEvent]:
-        return read_recent(self.manifest.kafka, self.credentials.kafka, topic, last=last, since=since,
-                           timeout_s=self.timeout_s)
+        return read_recent(self.manifest.kafka, self.credentials.kafka, topic, last=last, since=since, timeout_s=self.timeout_s)
 
     def newest_ms(self, topic: str) -> int | None:
         return newest_record_ms(self.manifest.kafka, self.credentials.kafka, topic, timeout_s=min(self.timeout_s, 15.0))
@@ -156,13 +155,20 @@ def join_samples(
                 seen.insert_ms = insert_ms
             continue
         found = by_coordinates.get((partition, offset))
-        changes[(partition, offset)] = _Change(KIND_TABLE, row.get("op"), partition, offset, source_ms,
-                                               found.record_ts_ms if found else None, insert_ms)
+        changes[(partition, offset)] = _Change(
+            KIND_TABLE, row.get("op"), partition, offset, source_ms, found.record_ts_ms if found else None, insert_ms
+        )
     table_changes = _newest(list(changes.values()), max_changes)
-    kafka_only = [_from_event(e, KIND_TABLE) for key, e in by_coordinates.items()
-                  if key not in changes and e.source_ts_ms is not None and e.source_ts_ms >= since_ms]
-    heartbeats = [_from_event(e, KIND_HEARTBEAT) for e in heartbeat_events
-                  if e.op != "r" and e.source_ts_ms is not None and e.source_ts_ms >= since_ms]
+    kafka_only = [
+        _from_event(e, KIND_TABLE)
+        for key, e in by_coordinates.items()
+        if key not in changes and e.source_ts_ms is not None and e.source_ts_ms >= since_ms
+    ]
+    heartbeats = [
+        _from_event(e, KIND_HEARTBEAT)
+        for e in heartbeat_events
+        if e.op != "r" and e.source_ts_ms is not None and e.source_ts_ms >= since_ms
+    ]
     every = [*table_changes, *_newest(kafka_only, max_changes - len(table_changes)), *_newest(heartbeats, max_changes)]
     every.sort(key=lambda c: c.source_ts_ms)
     return pd.DataFrame([{"change": i, **vars(c)} for i, c in enumerate(every)], columns=CHANGE_COLUMNS)
@@ -193,8 +199,9 @@ def observed_latencies(changes: pd.DataFrame, *, kafka_times_usable: bool = True
                 stages.append((KAFKA_TO_WAREHOUSE, _seconds(change["insert_ms"], change["kafka_ts_ms"])))
             stages.append((END_TO_END, _seconds(change["insert_ms"], change["source_ts_ms"])))
         for stage, value in stages:
-            rows.append({"marker": change["change"], "op": change["op"], "stage": stage, "latency_s": value,
-                         "committed_at": committed})
+            rows.append(
+                {"marker": change["change"], "op": change["op"], "stage": stage, "latency_s": value, "committed_at": committed}
+            )
     return pd.DataFrame(rows, columns=["marker", "op", "stage", "latency_s", "committed_at"])
 
 
@@ -245,8 +252,9 @@ def observe_latency(
     try:
         rows = changelog_sample(warehouse, pipe, since_ms=since_ms, limit=max_changes * 2)
     except GoogleAPIError as error:
-        notes.append(f"changelog {pipe.changelog_label} not read ({type(error).__name__}: {str(error)[:200]}): "
-                     "no warehouse stages")
+        notes.append(
+            f"changelog {pipe.changelog_label} not read ({type(error).__name__}: {str(error)[:200]}): no warehouse stages"
+        )
     since_offsets: dict[int, int] = {}
     for row in rows:
         partition, offset = _int(row.get("kafka_partition")), _int(row.get("kafka_offset"))
@@ -277,27 +285,41 @@ def observe_latency(
     changes = join_samples(rows, events, since_ms=since_ms, max_changes=max_changes, heartbeat_events=heartbeat_events)
     usable = _kafka_times_usable(changes)
     if not usable:
-        notes.append("Kafka record timestamps equal the source commit times (the producer stamps source.ts_ms): "
-                     "source_to_kafka and kafka_to_warehouse cannot be measured; end_to_end still can")
+        notes.append(
+            "Kafka record timestamps equal the source commit times (the producer stamps source.ts_ms): "
+            "source_to_kafka and kafka_to_warehouse cannot be measured; end_to_end still can"
+        )
     latencies = observed_latencies(changes, kafka_times_usable=usable)
     negative = int((latencies["latency_s"] < 0).sum())
     if negative:
-        notes.append(f"{negative} samples are negative: the source, Connect and Kafka clocks disagree by at least "
-                     f"{-latencies['latency_s'].min():.2f} s")
+        notes.append(
+            f"{negative} samples are negative: the source, Connect and Kafka clocks disagree by at least "
+            f"{-latencies['latency_s'].min():.2f} s"
+        )
     if not pipe.source.is_postgres:
-        notes.append(f"{pipe.source.engine} source.ts_ms has one-second resolution: source_to_kafka and end_to_end "
-                     "read up to 1 s high")
+        notes.append(
+            f"{pipe.source.engine} source.ts_ms has one-second resolution: source_to_kafka and end_to_end read up to 1 s high"
+        )
     if not len(changes):
-        notes.append(f"no change committed in the last {lookback_s:.0f} s reached {pipe.changelog_label} or {topic}: "
-                     "nothing to measure read-only (widen lookback_s, or opt in to probe rows)")
+        notes.append(
+            f"no change committed in the last {lookback_s:.0f} s reached {pipe.changelog_label} or {topic}: "
+            "nothing to measure read-only (widen lookback_s, or opt in to probe rows)"
+        )
     in_changelog = changes[changes["insert_ms"].notna()] if len(changes) else changes
     return ProbeResult(
         table=pipe.changelog_label,
         markers=change_frame(changes),
         latencies=latencies,
-        settings={"lookback_s": lookback_s, "max_changes": max_changes, "changelog_rows": len(in_changelog),
-                  "kafka_records": len(events), "heartbeat_table_records": len(heartbeat_events),
-                  "heartbeat_topic": beats, "heartbeat_age_s": heartbeat_age_s, "source_topic": topic},
+        settings={
+            "lookback_s": lookback_s,
+            "max_changes": max_changes,
+            "changelog_rows": len(in_changelog),
+            "kafka_records": len(events),
+            "heartbeat_table_records": len(heartbeat_events),
+            "heartbeat_topic": beats,
+            "heartbeat_age_s": heartbeat_age_s,
+            "source_topic": topic,
+        },
         mode=READ_ONLY,
         notes=notes,
     )

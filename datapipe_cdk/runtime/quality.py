@@ -22,20 +22,25 @@ from datetime import timedelta
 from functools import partial
 
 import pandas as pd
+from confluent_kafka import KafkaException
 from google.api_core.exceptions import GoogleAPIError
 from tqdm import tqdm
 
-from datapipe_cdk.manifest import Manifest, Pipe, Source, SourceTable
+from datapipe_cdk.manifest import Manifest, Pipe, Sink, Source, SourceTable
 from datapipe_cdk.runtime.credentials import Credentials
+from datapipe_cdk.runtime.drift import drift
 from datapipe_cdk.runtime.pii import redact, scan_rows
 from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
+from datapipe_cdk.runtime.reconcile import ReconcileError, Reconciliation, reconcile
+from datapipe_cdk.runtime.sink_health import dead_letters, progress
 from datapipe_cdk.runtime.source import DATABASE_ERRORS, SourceColumn, SourceDatabase, SourceError
+from datapipe_cdk.runtime.stream import StreamError
 from datapipe_cdk.runtime.warehouse import WarehouseClient, is_metadata_column
 from datapipe_cdk.runtime.writes import probe_writes_allowed, read_only_reason
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
-QUERY_ERRORS: tuple[type[Exception], ...] = (GoogleAPIError, *DATABASE_ERRORS)
-RECONCILIATION_CHECKS = ("row_count", "deleted_rows_visible", "missing_rows", "duplicate_keys")
+QUERY_ERRORS: tuple[type[Exception], ...] = (GoogleAPIError, KafkaException, StreamError, *DATABASE_ERRORS)
+RECONCILIATION_CHECKS = ("row_count", "deleted_rows_visible", "missing_rows", "values_match", "duplicate_keys")
 
 
 @dataclass(frozen=True)
@@ -125,70 +130,103 @@ def _view_table(pipe: Pipe) -> tuple[str, str]:
     return pipe.warehouse.dataset, pipe.view.name
 
 
-def _check_counts(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
-                  settle_s: float) -> tuple[int, bool]:
+def _check_counts(
+    report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, settle_s: float
+) -> tuple[int, bool]:
     """Row counts of source and view; the source's count and whether they agree (then key sets are worth
     waiting for too)."""
     dataset, view = _view_table(pipe)
-    source_rows, view_rows, waited = _settle(
-        lambda: (db.count(pipe.source_table.name), wh.count(dataset, view)), settle_s
-    )
-    report.counts.append({"table": pipe.label, "source": pipe.source_label, "source_rows": source_rows,
-                          "view_rows": view_rows})
+    source_rows, view_rows, waited = _settle(lambda: (db.count(pipe.source_table.name), wh.count(dataset, view)), settle_s)
+    report.counts.append({"table": pipe.label, "source": pipe.source_label, "source_rows": source_rows, "view_rows": view_rows})
     status = PASS if source_rows == view_rows else FAIL
-    report.add("row_count", pipe.label, status,
-               f"source {source_rows} rows, view {dataset}.{view} {view_rows} rows (settled {waited:.0f}s)")
+    report.add(
+        "row_count",
+        pipe.label,
+        status,
+        f"source {source_rows} rows, view {dataset}.{view} {view_rows} rows (settled {waited:.0f}s)",
+    )
     return source_rows, status == PASS
 
 
-def _key_examples(table: SourceTable, key: str, keys: set[str]) -> str:
-    """``, e.g. [...]`` with up to three of ``keys``, redacted when the manifest classifies the key column
-    as PII; empty without keys."""
-    if not keys:
-        return ""
-    shown = sorted(keys)[:3]
-    policy = table.policy(key)
-    if policy is not None and policy.classification == "PII":
-        shown = [redact(k) for k in shown]
-    return f", e.g. {shown}"
+def _redacted(table: SourceTable, key_columns: tuple[str, ...], keys: list[tuple[object, ...]]) -> list[object]:
+    """Keys shown in a detail, each part redacted where the manifest classifies that key column as PII."""
+    pii = [(p := table.policy(k)) is not None and p.classification == "PII" for k in key_columns]
+    return [tuple(redact(str(v)) if secret else v for v, secret in zip(key, pii, strict=True)) for key in keys]
 
 
-def _check_keys(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe,
-                settle_s: float, key_limit: int, source_rows: int | None) -> None:
-    """Key sets of source and view; ``source_rows`` is the source's row count when already known."""
-    dataset, view = _view_table(pipe)
-    if len(pipe.source_table.primary_key) != 1:
-        for check in ("deleted_rows_visible", "missing_rows"):
-            report.add(check, pipe.label, SKIP, "composite primary key: key-set comparison not implemented")
-        return
-    key = pipe.source_table.primary_key[0]
-    extra: set[str] = set()
-    missing: set[str] = set()
+def _check_values(
+    report: QualityReport,
+    db: SourceDatabase,
+    wh: WarehouseClient,
+    pipe: Pipe,
+    source_columns: list[SourceColumn],
+    settle_s: float,
+    row_limit: int,
+) -> Reconciliation | None:
+    """Every row, every declared column: missing rows, deleted rows still shown, differing values."""
+    found: list[Reconciliation] = []
 
     def measure() -> tuple[int, int]:
-        nonlocal extra, missing
-        source_keys = {str(k) for k in db.keys(pipe.source_table.name, key, key_limit + 1)}
-        view_keys = {str(k) for k in wh.keys(dataset, view, key, key_limit + 1)}
-        extra, missing = view_keys - source_keys, source_keys - view_keys
-        return len(extra), -len(missing)  # equal (0, 0) only when both differences are empty
+        found[:] = [reconcile(db, wh, pipe, source_columns, row_limit=row_limit)]
+        return (0, 0) if found[0].ok else (0, 1)
 
-    if (source_rows if source_rows is not None else db.count(pipe.source_table.name)) > key_limit:
-        for check in ("deleted_rows_visible", "missing_rows"):
-            report.add(check, pipe.label, SKIP, f"more than {key_limit} rows: raise key_limit to compare keys")
-        return
-    _settle(measure, settle_s)
-    report.add("deleted_rows_visible", pipe.label, FAIL if extra else PASS,
-               f"{len(extra)} keys in the view are gone from the source" + _key_examples(pipe.source_table, key, extra))
-    report.add("missing_rows", pipe.label, FAIL if missing else PASS,
-               f"{len(missing)} source keys not in the view" + _key_examples(pipe.source_table, key, missing))
+    try:
+        _, _, waited = _settle(measure, settle_s)
+    except ReconcileError as error:
+        for check in ("missing_rows", "deleted_rows_visible", "values_match"):
+            report.add(check, pipe.label, SKIP, str(error))
+        return None
+    result = found[0]
+    key = pipe.source_table.primary_key
+    report.add(
+        "missing_rows",
+        pipe.label,
+        FAIL if result.missing else PASS,
+        f"{len(result.missing)} source keys not in the view"
+        + (f", e.g. {_redacted(pipe.source_table, key, result.missing[:3])}" if result.missing else ""),
+    )
+    report.add(
+        "deleted_rows_visible",
+        pipe.label,
+        FAIL if result.extra else PASS,
+        f"{len(result.extra)} keys in the view are gone from the source"
+        + (
+            f" (deleted without a delete event the pipeline saw, e.g. TRUNCATE: re-snapshot the table), e.g. "
+            f"{_redacted(pipe.source_table, key, result.extra[:3])}"
+            if result.extra
+            else ""
+        ),
+    )
+    pii = {c.name for c in pipe.source_table.columns if c.classification == "PII"}
+    shown = [
+        f"{_redacted(pipe.source_table, key, [d.key])[0]} {d.column}: "
+        + ("values differ (PII, not shown)" if d.column in pii else f"source {d.source!r}, view {d.view!r}")
+        for d in result.differences[:3]
+    ]
+    columns = ", ".join(f"{c} ({n} rows)" for c, n in sorted(result.differing_columns.items()))
+    skipped = ", ".join(f"{c} ({w})" for c, w in result.skipped_columns.items())
+    report.add(
+        "values_match",
+        pipe.label,
+        FAIL if result.differences or result.duplicated else PASS,
+        (f"{len(result.differences)} cells differ in {columns}, e.g. {'; '.join(shown)}" if result.differences else
+         f"{result.source_rows} rows x {len(result.compared_columns)} columns equal (settled {waited:.0f}s)")
+        + (f"; {len(result.duplicated)} keys shown twice" if result.duplicated else "")
+        + (f"; not compared: {skipped}" if skipped else ""),
+    )  # fmt: skip
+    return result
 
 
 def _check_duplicates(report: QualityReport, wh: WarehouseClient, pipe: Pipe) -> None:
     dataset, view = _view_table(pipe)
     row = wh.rows(wh.sql("duplicate_keys", table=wh.table_path(dataset, view), key=list(pipe.source_table.primary_key)))[0]
     duplicated = int(row["duplicated_keys"] or 0)
-    report.add("duplicate_keys", pipe.label, FAIL if duplicated else PASS,
-               f"{duplicated} primary keys appear more than once ({int(row['extra_rows'] or 0)} extra rows)")
+    report.add(
+        "duplicate_keys",
+        pipe.label,
+        FAIL if duplicated else PASS,
+        f"{duplicated} primary keys appear more than once ({int(row['extra_rows'] or 0)} extra rows)",
+    )
 
 
 def _check_freshness(report: QualityReport, wh: WarehouseClient, pipe: Pipe, freshness_max: timedelta) -> None:
@@ -201,11 +239,21 @@ def _check_freshness(report: QualityReport, wh: WarehouseClient, pipe: Pipe, fre
         report.add("freshness", pipe.changelog_label, WARN, "changelog table has no events yet")
         return
     age_s = time.time() - int(newest) / 1000
-    report.freshness.append({"table": pipe.changelog_label, "events": events,
-                             "newest_event": pd.Timestamp(int(newest), unit="ms", tz="UTC"), "age_s": age_s})
+    report.freshness.append(
+        {
+            "table": pipe.changelog_label,
+            "events": events,
+            "newest_event": pd.Timestamp(int(newest), unit="ms", tz="UTC"),
+            "age_s": age_s,
+        }
+    )
     status = PASS if age_s <= freshness_max.total_seconds() else FAIL
-    report.add("freshness", pipe.changelog_label, status,
-               f"newest source commit {age_s:.0f}s ago (limit {freshness_max.total_seconds():.0f}s), {events} events")
+    report.add(
+        "freshness",
+        pipe.changelog_label,
+        status,
+        f"newest source commit {age_s:.0f}s ago (limit {freshness_max.total_seconds():.0f}s), {events} events",
+    )
 
 
 def _view_columns(wh: WarehouseClient, pipe: Pipe) -> list[str]:
@@ -213,8 +261,9 @@ def _view_columns(wh: WarehouseClient, pipe: Pipe) -> list[str]:
     return [c for c in wh.columns(*_view_table(pipe)) if not is_metadata_column(c)]
 
 
-def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn],
-                 columns: list[str]) -> None:
+def _check_nulls(
+    report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_columns: list[SourceColumn], columns: list[str]
+) -> None:
     """Null counts of the view's ``columns``; a NOT NULL source column that is NULL in the view fails."""
     dataset, view = _view_table(pipe)
     row = wh.rows(wh.sql("null_counts", table=wh.table_path(dataset, view), columns=columns))[0]
@@ -223,8 +272,9 @@ def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_
     bad = []
     for index, column in enumerate(columns):
         nulls = int(row[f"c{index}"] or 0)
-        report.null_rates.append({"table": pipe.label, "column": column, "rows": total, "nulls": nulls,
-                                  "null_rate": nulls / total if total else 0.0})
+        report.null_rates.append(
+            {"table": pipe.label, "column": column, "rows": total, "nulls": nulls, "null_rate": nulls / total if total else 0.0}
+        )
         policy = pipe.source_table.policy(column)
         if nulls and column in required and not (policy and policy.treatment):
             bad.append(f"{column} ({nulls})")
@@ -232,21 +282,32 @@ def _check_nulls(report: QualityReport, wh: WarehouseClient, pipe: Pipe, source_
     report.add("nulls_in_required_columns", pipe.label, FAIL if bad else PASS, detail)
 
 
-def _check_changelog_schema(report: QualityReport, wh: WarehouseClient, pipe: Pipe,
-                            source_columns: list[SourceColumn]) -> None:
-    """Schema drift: the changelog table must carry every source column the connector keeps, and no other."""
-    excluded = pipe.source_table.excluded
-    expected = {c.name for c in source_columns} - excluded
+def _check_drift(report: QualityReport, db: SourceDatabase, wh: WarehouseClient, pipe: Pipe, columns: list[SourceColumn]) -> None:
+    """The source against its declaration (undeclared, gone or misfit columns; PostgreSQL replica identity), and
+    the changelog table against the declared columns (no column the declaration lacks ever reaches it)."""
+    found = drift(pipe.source_table, columns, db.replica_identity(pipe.source_table.name))
+    report.add(
+        "schema_drift",
+        pipe.source_label,
+        FAIL if found.problems else WARN if found.undeclared else PASS,
+        found.describe() or f"{len(columns)} source columns, all declared and fitting their types",
+    )
+    expected = {c.name for c in pipe.sink_table.columns}
+    if not expected:
+        return
     actual = {c for c in wh.columns(pipe.sink.dataset, pipe.sink_table.table) if not is_metadata_column(c)}
-    missing, extra, leaked = sorted(expected - actual), sorted(actual - expected), sorted(excluded & actual)
-    problems = [f"missing in changelog: {missing}"] * bool(missing) + [f"not in source: {extra}"] * bool(extra)
-    problems += [f"excluded columns present: {leaked}"] * bool(leaked)
-    report.add("schema_drift", pipe.changelog_label, FAIL if problems else PASS,
-               "; ".join(problems) or f"{len(actual)} columns match the source")
+    missing, extra = sorted(expected - actual), sorted(actual - expected)
+    problems = [f"declared but missing: {missing} (deploy the stack)"] * bool(missing)
+    problems += [f"columns nobody declared: {extra}"] * bool(extra)
+    report.add(
+        "changelog_columns",
+        pipe.changelog_label,
+        FAIL if problems else PASS,
+        "; ".join(problems) or f"{len(actual)} columns, exactly the declared ones",
+    )
 
 
-def _check_view_columns(report: QualityReport, pipe: Pipe, source_columns: list[SourceColumn],
-                        view_columns: list[str]) -> None:
+def _check_view_columns(report: QualityReport, pipe: Pipe, source_columns: list[SourceColumn], view_columns: list[str]) -> None:
     """A latest-state view shows only source columns, never excluded ones, and every column it declares.
     A view may expose a subset (``expose(..., columns=[...])``); without the list in the manifest, a subset
     is reported, not failed."""
@@ -259,9 +320,45 @@ def _check_view_columns(report: QualityReport, pipe: Pipe, source_columns: list[
     problems += [f"excluded columns present: {sorted(excluded & actual)}"] * bool(excluded & actual)
     problems += [f"declared but missing: {sorted(declared - actual)}"] * bool(declared - actual)
     hidden = sorted(known - actual)
-    detail = "; ".join(problems) or (f"exposes {len(actual)} of {len(known)} source columns"
-                                     + (f" (not {', '.join(hidden)})" if hidden else ""))
+    detail = "; ".join(problems) or (
+        f"exposes {len(actual)} of {len(known)} source columns" + (f" (not {', '.join(hidden)})" if hidden else "")
+    )
     report.add("view_columns", pipe.label, FAIL if problems else PASS, detail)
+
+
+def _check_sink(report: QualityReport, manifest: Manifest, credentials: Credentials, sink: Sink, wait_s: float) -> None:
+    """Records the sink set aside (their keys are stale in the views), and whether it really moves: Connect
+    shows RUNNING while a task rewinds on a write it can never make; its committed offsets do not lie."""
+    label = f"{sink.dataset} ({sink.name})"
+    if sink.dead_letter_topic:
+        letters = dead_letters(manifest.kafka, credentials.kafka, sink.dead_letter_topic)
+        by_topic: dict[str, list[object]] = {}
+        for letter in letters:
+            by_topic.setdefault(letter.topic, []).append(letter.key)
+        stale = "; ".join(f"{topic}: {len(keys)} records, keys e.g. {keys[:3]}" for topic, keys in by_topic.items())
+        reasons = sorted({letter.reason for letter in letters if letter.reason})[:2]
+        report.add(
+            "dead_letters",
+            label,
+            FAIL if letters else PASS,
+            f"{len(letters)} records in {sink.dead_letter_topic}; rows of these keys are stale in the views: {stale}"
+            + (f" (why: {reasons})" if reasons else "")
+            if letters
+            else f"{sink.dead_letter_topic} is empty",
+        )
+    topics = [t.topic for t in sink.tables]
+    moving = progress(manifest.kafka, credentials.kafka, f"connect-{sink.connector}", topics, wait_s=wait_s)
+    stalled = moving.stalled
+    report.add(
+        "sink_progress",
+        label,
+        FAIL if stalled else PASS,
+        f"{len(stalled)} partitions with {sum(p.lag for p in stalled)} records waiting made no progress in "
+        f"{moving.waited_s:.0f}s (the sink rewinds or is stopped; see its task's log): "
+        + ", ".join(f"{p.topic}[{p.partition}] at {p.committed} of {p.end}" for p in stalled[:5])
+        if stalled
+        else f"lag {moving.lag} records" + (f", moving ({moving.waited_s:.0f}s apart)" if moving.waited_s else ""),
+    )
 
 
 def _scan(report: QualityReport, wh: WarehouseClient, dataset: str, table: str, sample_rows: int) -> None:
@@ -270,8 +367,7 @@ def _scan(report: QualityReport, wh: WarehouseClient, dataset: str, table: str, 
     for f in findings:
         report.pii_findings.append({"table": label, **asdict(f)})
     detail = ", ".join(f"{f.column}: {f.info_type} in {f.cells} cells (e.g. {f.example})" for f in findings)
-    report.add("pii_in_clean_dataset", label, FAIL if findings else PASS,
-               detail or f"no PII in {sample_rows} sampled rows")
+    report.add("pii_in_clean_dataset", label, FAIL if findings else PASS, detail or f"no PII in {sample_rows} sampled rows")
 
 
 def _pii_targets(manifest: Manifest) -> list[tuple[str, str]]:
@@ -289,34 +385,46 @@ def run_quality(
     freshness_max: timedelta = timedelta(hours=24),
     sample_rows: int = 500,
     key_limit: int = 100_000,
-    progress: bool = True,
+    progress_bar: bool = True,
+    progress_wait_s: float = 15.0,
 ) -> QualityReport:
-    """Run every check on every exposed table of the stack, then the PII scan of clean datasets."""
+    """Run every check on every exposed table of the stack, each sink's health, then the PII scan of clean datasets.
+
+    ``key_limit``: tables with more rows are not reconciled value by value (the check says so);
+    ``progress_wait_s``: how long to watch a sink with records waiting before calling it stalled."""
     report = QualityReport()
     wh = WarehouseClient(manifest.bigquery)
     sources = _Sources(credentials)
     changelogs_seen: set[str] = set()
     try:
-        for pipe in tqdm(manifest.pipes(), desc="quality checks", file=sys.stderr, disable=not progress):
+        for pipe in tqdm(manifest.pipes(), desc="quality checks", file=sys.stderr, disable=not progress_bar):
             first = pipe.changelog_label not in changelogs_seen
             changelogs_seen.add(pipe.changelog_label)
             if first:
-                _guarded(report, "freshness", pipe.changelog_label,
-                         partial(_check_freshness, report, wh, pipe, freshness_max))
+                _guarded(report, "freshness", pipe.changelog_label, partial(_check_freshness, report, wh, pipe, freshness_max))
             if pipe.view is None:
                 report.add("row_count", pipe.label, SKIP, "no latest-state view exposes this table")
                 continue
             _check_pipe(report, wh, sources, pipe, settle_s, key_limit, first)
     finally:
         sources.close()
-    for dataset, table in tqdm(_pii_targets(manifest), desc="PII scan", file=sys.stderr, disable=not progress):
-        _guarded(report, "pii_in_clean_dataset", f"{dataset}.{table}",
-                 partial(_scan, report, wh, dataset, table, sample_rows))
+    for sink in manifest.sinks:
+        check_sink = partial(_check_sink, report, manifest, credentials, sink, progress_wait_s)
+        _guarded(report, "sink_progress", sink.dataset, check_sink)
+    for dataset, table in tqdm(_pii_targets(manifest), desc="PII scan", file=sys.stderr, disable=not progress_bar):
+        _guarded(report, "pii_in_clean_dataset", f"{dataset}.{table}", partial(_scan, report, wh, dataset, table, sample_rows))
     return report
 
 
-def _check_pipe(report: QualityReport, wh: WarehouseClient, sources: _Sources, pipe: Pipe,
-                settle_s: float, key_limit: int, changelog_first_seen: bool) -> None:
+def _check_pipe(
+    report: QualityReport,
+    wh: WarehouseClient,
+    sources: _Sources,
+    pipe: Pipe,
+    settle_s: float,
+    key_limit: int,
+    changelog_first_seen: bool,
+) -> None:
     """Every view check of one pipe; a failing query fails that check only."""
     label = pipe.label
     try:
@@ -327,13 +435,14 @@ def _check_pipe(report: QualityReport, wh: WarehouseClient, sources: _Sources, p
     columns: list[SourceColumn] = []
     counted: list[tuple[int, bool]] = []  # (source rows, counts agree) once the row count check ran
 
-    def keys() -> None:
-        source_rows, agreed = counted[0] if counted else (None, False)
-        _check_keys(report, db, wh, pipe, settle_s if agreed else 0.0, key_limit, source_rows)
+    def values() -> None:
+        agreed = counted[0][1] if counted else False
+        _check_values(report, db, wh, pipe, columns, settle_s if agreed else 0.0, key_limit)
 
     _guarded(report, "schema_drift", label, lambda: columns.extend(sources.columns(db, pipe.source_table.name)))
     _guarded(report, "row_count", label, lambda: counted.append(_check_counts(report, db, wh, pipe, settle_s)))
-    _guarded(report, "deleted_rows_visible", label, keys)
+    if columns:
+        _guarded(report, "values_match", label, values)
     _guarded(report, "duplicate_keys", label, lambda: _check_duplicates(report, wh, pipe))
     if columns:
         try:
@@ -342,12 +451,10 @@ def _check_pipe(report: QualityReport, wh: WarehouseClient, sources: _Sources, p
             for check in ("nulls_in_required_columns", "view_columns"):
                 report.add(check, label, FAIL, f"could not run: {_one_line(error)}")
         else:
-            _guarded(report, "nulls_in_required_columns", label,
-                     lambda: _check_nulls(report, wh, pipe, columns, view_columns))
+            _guarded(report, "nulls_in_required_columns", label, lambda: _check_nulls(report, wh, pipe, columns, view_columns))
             _check_view_columns(report, pipe, columns, view_columns)
         if changelog_first_seen:
-            _guarded(report, "schema_drift", pipe.changelog_label,
-                     lambda: _check_changelog_schema(report, wh, pipe, columns))
+            _guarded(report, "schema_drift", pipe.source_label, lambda: _check_drift(report, db, wh, pipe, columns))
 
 
 def deletion_check(
@@ -371,7 +478,9 @@ def deletion_check(
         except SourceError:
             label = manifest.stack
         return pd.DataFrame(), CheckResult(
-            "deletes_propagate", label, SKIP,
+            "deletes_propagate",
+            label,
+            SKIP,
             f"{read_only_reason(manifest.target, write_probe_rows)}: no probe rows written; "
             "deleted_rows_visible compares the source's keys with the view's instead (write_probe_rows=True to opt in)",
         )
@@ -418,15 +527,21 @@ def _deletion_check(
         finally:
             if not deleted:
                 probe.delete(keys)
-    frame = pd.DataFrame([
-        {"key": str(k),
-         "visible_after_insert_s": visible_at[str(k)] - inserted_at if str(k) in visible_at else None,
-         "visible_before_delete": str(k) in visible_at,
-         "gone_after_delete_s": gone_at[str(k)] - deleted_at if str(k) in gone_at else None}
-        for k in keys
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "key": str(k),
+                "visible_after_insert_s": visible_at[str(k)] - inserted_at if str(k) in visible_at else None,
+                "visible_before_delete": str(k) in visible_at,
+                "gone_after_delete_s": gone_at[str(k)] - deleted_at if str(k) in gone_at else None,
+            }
+            for k in keys
+        ]
+    )
     ok = len(visible_at) == rows and len(gone_at) == rows
-    detail = (f"{len(visible_at)}/{rows} probe rows became visible, {len(gone_at)}/{rows} disappeared "
-              f"from {pipe.warehouse.dataset if pipe.warehouse else '?'}.{pipe.view.name if pipe.view else '?'} "
-              f"within {timeout_s:.0f}s of the delete")
+    detail = (
+        f"{len(visible_at)}/{rows} probe rows became visible, {len(gone_at)}/{rows} disappeared "
+        f"from {pipe.warehouse.dataset if pipe.warehouse else '?'}.{pipe.view.name if pipe.view else '?'} "
+        f"within {timeout_s:.0f}s of the delete"
+    )
     return frame, CheckResult("deletes_propagate", pipe.label, PASS if ok else FAIL, detail)

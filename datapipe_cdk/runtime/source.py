@@ -40,6 +40,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (pymysql.err.Error, psycopg.Error
 class _Cursor(Protocol):
     def execute(self, query: Any, params: Any = ...) -> Any: ...
     def fetchall(self) -> Sequence[Sequence[Any]]: ...
+    def fetchmany(self, size: int) -> Sequence[Sequence[Any]]: ...
     def fetchone(self) -> Sequence[Any] | None: ...
     @property
     def lastrowid(self) -> Any: ...
@@ -57,8 +58,16 @@ class SourceColumn:
 
     @property
     def is_text(self) -> bool:
-        return self.data_type in ("varchar", "character varying", "char", "character", "text", "tinytext",
-                                  "mediumtext", "longtext")
+        return self.data_type in (
+            "varchar",
+            "character varying",
+            "char",
+            "character",
+            "text",
+            "tinytext",
+            "mediumtext",
+            "longtext",
+        )
 
     @property
     def is_integer(self) -> bool:
@@ -70,8 +79,7 @@ _READ_ONLY_SESSION = {
     "postgres": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
 }
 
-_INT_RANGES = {"tinyint": 127, "smallint": 32_767, "mediumint": 8_388_607, "int": 2_147_483_647,
-               "integer": 2_147_483_647}
+_INT_RANGES = {"tinyint": 127, "smallint": 32_767, "mediumint": 8_388_607, "int": 2_147_483_647, "integer": 2_147_483_647}
 
 
 def filler(column: SourceColumn, tag: str) -> object:
@@ -126,21 +134,33 @@ class SourceDatabase:
         self.writable = writable
         if source.is_postgres:
             self._conn: Any = psycopg.connect(
-                host=source.host, port=source.port, user=login.user, password=login.password,
-                dbname=source.database, autocommit=True, connect_timeout=5,
+                host=source.host,
+                port=source.port,
+                user=login.user,
+                password=login.password,
+                dbname=source.database,
+                autocommit=True,
+                connect_timeout=5,
             )
         else:
             self._conn = pymysql.connect(
-                host=source.host, port=source.port, user=login.user, password=login.password,
-                database=source.database, autocommit=True, connect_timeout=5,
+                host=source.host,
+                port=source.port,
+                user=login.user,
+                password=login.password,
+                database=source.database,
+                autocommit=True,
+                connect_timeout=5,
             )
-        if not writable:
-            try:
-                with self._cursor() as cur:
+        try:
+            with self._cursor() as cur:
+                if not source.is_postgres:  # TIMESTAMP values read and written as UTC, like Debezium's
+                    cur.execute("SET time_zone = '+00:00'")
+                if not writable:
                     cur.execute(_READ_ONLY_SESSION[self.dialect])
-            except BaseException:
-                self._conn.close()
-                raise
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _require_writable(self, what: str) -> None:
         if not self.writable:
@@ -178,10 +198,37 @@ class SourceDatabase:
         if not rows:
             raise SourceError(f"table {'.'.join(self.qualified(table))} not found in source {self.source.name}")
         return [
-            SourceColumn(str(r[0]), str(r[1]).lower(), str(r[2]).upper() == "YES", r[3] is not None,
-                         int(r[4]) if r[4] is not None else None, bool(r[5]), str(r[6]).lower())
+            SourceColumn(
+                str(r[0]),
+                str(r[1]).lower(),
+                str(r[2]).upper() == "YES",
+                r[3] is not None,
+                int(r[4]) if r[4] is not None else None,
+                bool(r[5]),
+                str(r[6]).lower(),
+            )
             for r in rows
         ]
+
+    def select(self, sql: str, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows of a SELECT the caller built from quoted identifiers (``%%`` for a literal %)."""
+        with self._cursor() as cur:
+            cur.execute(sql, ())
+            rows = cur.fetchmany(limit)
+        return [tuple(r) for r in rows]
+
+    def replica_identity(self, table: str) -> str | None:
+        """PostgreSQL's REPLICA IDENTITY of ``table``: ``full``, ``default``, ``index`` or ``nothing`` (None elsewhere)."""
+        if not self.source.is_postgres:
+            return None
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                self.qualified(table),
+            )
+            row = cur.fetchone()
+        return {"f": "full", "d": "default", "i": "index", "n": "nothing"}.get(str(row[0])) if row else None
 
     def count(self, table: str) -> int:
         with self._cursor() as cur:
@@ -198,8 +245,9 @@ class SourceDatabase:
         """Insert one row; returns its primary key (the given one, or the one the database made)."""
         self._require_writable(f"insert into {table}")
         with self._cursor() as cur:
-            sql = self._sql("insert", table=self.qualified(table), columns=list(values),
-                            returning=key if self.source.is_postgres else None)
+            sql = self._sql(
+                "insert", table=self.qualified(table), columns=list(values), returning=key if self.source.is_postgres else None
+            )
             cur.execute(sql, tuple(values.values()))
             if self.source.is_postgres:
                 row = cur.fetchone()

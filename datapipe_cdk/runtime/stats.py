@@ -52,8 +52,10 @@ def target_sentence(summary: pd.DataFrame, *, target_s: float = 3.0, read_only: 
     p99 = float(row["p99_s"])
     if not math.isfinite(p99):
         if read_only:
-            return (f"No change that already flowed was measured end to end, so the p99 target of {target_s:g} s "
-                    "cannot be judged read-only.")
+            return (
+                f"No change that already flowed was measured end to end, so the p99 target of {target_s:g} s "
+                "cannot be judged read-only."
+            )
         return f"No marker reached the latest-state view, so the end-to-end p99 target of {target_s:g} s is not met."
     verdict = "meets" if p99 < target_s else "misses"
     if read_only:

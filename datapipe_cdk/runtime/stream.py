@@ -63,13 +63,19 @@ def consumer_config(kafka: KafkaEndpoint, login: Login | None) -> dict[str, Any]
                 "Kafka needs a SASL login; start the local stack (python -m datapipe_cdk.local up) "
                 "or set DATAPIPE_KAFKA_USERNAME and DATAPIPE_KAFKA_PASSWORD"
             )
-        config.update({"sasl.mechanism": kafka.sasl_mechanism or "SCRAM-SHA-512",
-                       "sasl.username": login.user, "sasl.password": login.password})
+        config.update(
+            {
+                "sasl.mechanism": kafka.sasl_mechanism or "SCRAM-SHA-512",
+                "sasl.username": login.user,
+                "sasl.password": login.password,
+            }
+        )
     return config
 
 
-def decode(value: bytes | None, record_ts_ms: int | None, received_at: float, *,
-           partition: int | None = None, offset: int | None = None) -> ChangeEvent | None:
+def decode(
+    value: bytes | None, record_ts_ms: int | None, received_at: float, *, partition: int | None = None, offset: int | None = None
+) -> ChangeEvent | None:
     """A change event from a Debezium JSON value (with or without the ``schema``/``payload`` wrapper).
 
     Tombstones (no value) and records that are not change events (schema changes, heartbeats) give None.
@@ -178,8 +184,9 @@ def read_recent(
         for message in messages:
             if message.offset() >= ends[message.partition()]:
                 continue
-            event = decode(message.value(), _record_time(message), time.time(),
-                           partition=message.partition(), offset=message.offset())
+            event = decode(
+                message.value(), _record_time(message), time.time(), partition=message.partition(), offset=message.offset()
+            )
             if event is not None:
                 events.append(event)
         return events
@@ -233,8 +240,9 @@ class TopicTail:
                 break
             if message.error():
                 continue
-            event = decode(message.value(), _record_time(message), time.time(),
-                           partition=message.partition(), offset=message.offset())
+            event = decode(
+                message.value(), _record_time(message), time.time(), partition=message.partition(), offset=message.offset()
+            )
             if event is not None:
                 events.append(event)
         return events

@@ -58,12 +58,18 @@ def read_only_reason(target: str, write_probe_rows: bool | None = None) -> str:
 def mode_statement(target: str, write_probe_rows: bool | None = None) -> str:
     """One sentence for the notebook: whether this run writes into the source database, and why."""
     if not probe_writes_allowed(target, write_probe_rows):
-        return (f"READ-ONLY ({read_only_reason(target, write_probe_rows).removeprefix('read-only: ')}): nothing is "
-                "written to any source database; latency is measured from changes that already flowed, and the "
-                "checks only read.")
+        return (
+            f"READ-ONLY ({read_only_reason(target, write_probe_rows).removeprefix('read-only: ')}): nothing is "
+            "written to any source database; latency is measured from changes that already flowed, and the "
+            "checks only read."
+        )
     if target == LOCAL_TARGET and write_probe_rows is None:
-        return ("WRITES PROBE ROWS into the source database (default on the local stack): marker rows are inserted, "
-                "updated and deleted in one captured table, and removed at the end.")
-    return (f"WRITES PROBE ROWS into the source database of target {target!r} (explicit opt-in: "
-            "write_probe_rows=True): marker rows are inserted, updated and deleted in one captured table, and "
-            "removed at the end.")
+        return (
+            "WRITES PROBE ROWS into the source database (default on the local stack): marker rows are inserted, "
+            "updated and deleted in one captured table, and removed at the end."
+        )
+    return (
+        f"WRITES PROBE ROWS into the source database of target {target!r} (explicit opt-in: "
+        "write_probe_rows=True): marker rows are inserted, updated and deleted in one captured table, and "
+        "removed at the end."
+    )

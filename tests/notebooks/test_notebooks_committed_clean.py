@@ -32,8 +32,11 @@ def test_both_notebooks_exist() -> None:
 def test_committed_without_outputs(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
-    dirty = [i for i, cell in enumerate(notebook.cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them (Kernel > Restart & Clear Output)"
 
 
@@ -71,9 +74,17 @@ def test_parameters_cell_declares_where_the_manifest_is_and_the_write_opt_in(pat
 
 
 CREDENTIAL_VARIABLES = (
-    "DATAPIPE_KAFKA_USERNAME", "DATAPIPE_KAFKA_PASSWORD", "DATAPIPE_KAFKA_PASSWORD_FILE",
-    "DATAPIPE_MARIADB_USER", "DATAPIPE_MYSQL_USER", "DATAPIPE_POSTGRESQL_USER", "DATAPIPE_<ENGINE>_PASSWORD",
-    "DATAPIPE_<ENGINE>_PASSWORD_FILE", "DATAPIPE_BIGQUERY_ENDPOINT", "GOOGLE_APPLICATION_CREDENTIALS", "DATAPIPE_RUN_DIR",
+    "DATAPIPE_KAFKA_USERNAME",
+    "DATAPIPE_KAFKA_PASSWORD",
+    "DATAPIPE_KAFKA_PASSWORD_FILE",
+    "DATAPIPE_MARIADB_USER",
+    "DATAPIPE_MYSQL_USER",
+    "DATAPIPE_POSTGRESQL_USER",
+    "DATAPIPE_<ENGINE>_PASSWORD",
+    "DATAPIPE_<ENGINE>_PASSWORD_FILE",
+    "DATAPIPE_BIGQUERY_ENDPOINT",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "DATAPIPE_RUN_DIR",
 )
 
 
@@ -100,8 +111,9 @@ def test_the_documented_variables_are_the_ones_the_runtime_reads() -> None:
 
 def test_runner_flags_become_notebook_parameters(tmp_path: Path) -> None:
     runner = _runner()
-    args = runner.parse_args(["--manifest", str(tmp_path / "m.json"), "--synth-dir", "rel/cdktf.out",
-                              "--write-probe-rows", "--lookback", "600"])
+    args = runner.parse_args(
+        ["--manifest", str(tmp_path / "m.json"), "--synth-dir", "rel/cdktf.out", "--write-probe-rows", "--lookback", "600"]
+    )
     parameters = runner.notebook_parameters(args)
     assert parameters["manifest_path"] == str(tmp_path / "m.json")
     assert Path(parameters["synth_dir"]).is_absolute()  # the kernel runs in the notebooks' folder

@@ -36,10 +36,14 @@ def test_run_dir_logins_come_from_the_files_stack_json_names(tmp_path: Path) -> 
     databases.write_text(json.dumps({"mariadb_admin": {"user": "root", "password": "db-pw"}}))
     passwords = tmp_path / "kafka-users.json"
     passwords.write_text(json.dumps({"admin": "kafka-pw", "probe": "other"}))
-    (run / "stack.json").write_text(json.dumps({
-        "databases": {"credentials_file": str(databases)},
-        "kafka": {"passwords_file": str(passwords), "super_users": ["User:admin"]},
-    }))
+    (run / "stack.json").write_text(
+        json.dumps(
+            {
+                "databases": {"credentials_file": str(databases)},
+                "kafka": {"passwords_file": str(passwords), "super_users": ["User:admin"]},
+            }
+        )
+    )
     credentials = load_credentials()
     assert credentials.databases == {"mariadb": Login("root", "db-pw"), "mysql": Login("root", "db-pw")}
     assert credentials.kafka == Login("admin", "kafka-pw")

@@ -12,8 +12,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("datapipe_cdk.runtime", "confluent_kafka", "pandas", "google.cloud.bigquery", "matplotlib", "pymysql", "psycopg")
-RUNTIME = ("datapipe_cdk.runtime.manifest", "datapipe_cdk.runtime.quality", "datapipe_cdk.runtime.latency",
-           "datapipe_cdk.runtime.observe", "datapipe_cdk.runtime.writes")
+RUNTIME = (
+    "datapipe_cdk.runtime.manifest",
+    "datapipe_cdk.runtime.quality",
+    "datapipe_cdk.runtime.latency",
+    "datapipe_cdk.runtime.observe",
+    "datapipe_cdk.runtime.writes",
+)
 
 
 def test_import_datapipe_cdk_loads_no_runtime_dependency() -> None:
@@ -40,11 +45,18 @@ def test_the_runtime_reads_a_manifest_without_the_checkout(tmp_path: Path) -> No
     work = tmp_path / "analyst"
     work.mkdir()
     manifest = work / "orders.manifest.json"
-    manifest.write_text(json.dumps({
-        "version": 2, "stack": "orders", "target": "production",
-        "kafka": {"bootstrap_servers": ["broker:9093"]}, "connect": {"url": "https://connect"},
-        "bigquery": {"project": "acme"},
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "version": 2,
+                "stack": "orders",
+                "target": "production",
+                "kafka": {"bootstrap_servers": ["broker:9093"]},
+                "connect": {"url": "https://connect"},
+                "bigquery": {"project": "acme"},
+            }
+        )
+    )
     probe = (
         f"import sys, importlib\nfor m in {RUNTIME!r}: importlib.import_module(m)\n"
         "import datapipe_cdk\n"

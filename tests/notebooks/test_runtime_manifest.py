@@ -15,22 +15,55 @@ from datapipe_cdk.runtime.manifest import ColumnPolicy, Manifest, ManifestError,
 
 CONTRACT: dict[str, Any] = {
     "stack": "payments",
-    "kafka": {"bootstrap_servers": ["127.0.0.1:19092"], "sasl_mechanism": "SCRAM-SHA-512",
-              "security_protocol": "SASL_PLAINTEXT"},
+    "kafka": {"bootstrap_servers": ["127.0.0.1:19092"], "sasl_mechanism": "SCRAM-SHA-512", "security_protocol": "SASL_PLAINTEXT"},
     "connect": {"url": "http://127.0.0.1:18083"},
     "bigquery": {"project": "local-project", "location": "US", "endpoint": "http://127.0.0.1:19050"},
-    "sources": [{"name": "payments-db", "engine": "mariadb", "host": "127.0.0.1", "port": 13306,
-                 "database": "payments", "schema": None, "connector": "payments-db", "topic_prefix": "payments",
-                 "tables": [{"name": "orders", "primary_key": ["id"], "topic": "payments.payments.orders",
-                             "columns": [{"name": "email", "classification": "PII", "info_type": "EMAIL",
-                                          "treatment": "masked"}]}]}],
-    "sinks": [{"name": "payments-raw", "connector": "payments-raw", "dataset": "payments_raw", "holds_pii": False,
-               "tables": [{"source_table": "orders", "topic": "payments.payments.orders", "table": "orders",
-                           "primary_key": ["id"]}]}],
-    "warehouses": [{"name": "finance", "dataset": "finance", "holds_pii": False,
-                    "views": [{"name": "orders", "kind": "latest_state", "sink_dataset": "payments_raw",
-                               "sink_table": "orders", "primary_key": ["id"]},
-                              {"name": "daily_revenue", "kind": "custom", "sql": "${something}"}]}],
+    "sources": [
+        {
+            "name": "payments-db",
+            "engine": "mariadb",
+            "host": "127.0.0.1",
+            "port": 13306,
+            "database": "payments",
+            "schema": None,
+            "connector": "payments-db",
+            "topic_prefix": "payments",
+            "tables": [
+                {
+                    "name": "orders",
+                    "primary_key": ["id"],
+                    "topic": "payments.payments.orders",
+                    "columns": [{"name": "email", "classification": "PII", "info_type": "EMAIL", "treatment": "masked"}],
+                }
+            ],
+        }
+    ],
+    "sinks": [
+        {
+            "name": "payments-raw",
+            "connector": "payments-raw",
+            "dataset": "payments_raw",
+            "holds_pii": False,
+            "tables": [{"source_table": "orders", "topic": "payments.payments.orders", "table": "orders", "primary_key": ["id"]}],
+        }
+    ],
+    "warehouses": [
+        {
+            "name": "finance",
+            "dataset": "finance",
+            "holds_pii": False,
+            "views": [
+                {
+                    "name": "orders",
+                    "kind": "latest_state",
+                    "sink_dataset": "payments_raw",
+                    "sink_table": "orders",
+                    "primary_key": ["id"],
+                },
+                {"name": "daily_revenue", "kind": "custom", "sql": "${something}"},
+            ],
+        }
+    ],
 }
 
 
@@ -38,8 +71,13 @@ CONTRACT: dict[str, Any] = {
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No real run directory, state or manifest override leaks into these tests."""
     monkeypatch.setenv("DATAPIPE_RUN_DIR", str(tmp_path / "run"))
-    for name in ("DATAPIPE_STATE", "DATAPIPE_STATE_DIR", "DATAPIPE_MANIFEST", "DATAPIPE_BIGQUERY_ENDPOINT",
-                 "DATAPIPE_PROJECT_DIR"):
+    for name in (
+        "DATAPIPE_STATE",
+        "DATAPIPE_STATE_DIR",
+        "DATAPIPE_MANIFEST",
+        "DATAPIPE_BIGQUERY_ENDPOINT",
+        "DATAPIPE_PROJECT_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,14 +94,11 @@ def test_contract_example_parses_and_joins_source_sink_and_view() -> None:
     assert pipe.source_label == "payments-db.orders"
     assert pipe.changelog_label == "payments_raw.orders"
     assert pipe.label == "finance.orders"
-    assert pipe.source_table.policy("email") == ColumnPolicy("email", classification="PII", info_type="EMAIL",
-                                                             treatment="masked")
+    assert pipe.source_table.policy("email") == ColumnPolicy("email", classification="PII", info_type="EMAIL", treatment="masked")
     assert manifest.kafka.bootstrap_servers == ("127.0.0.1:19092",)
 
 
-def test_bigquery_endpoint_override_is_applied_when_loading_not_parsing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bigquery_endpoint_override_is_applied_when_loading_not_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATAPIPE_BIGQUERY_ENDPOINT", "http://127.0.0.1:29050")
     assert Manifest.from_dict(CONTRACT).bigquery.endpoint == "http://127.0.0.1:19050"
     assert Manifest.from_dict(CONTRACT, bigquery_endpoint="http://other").bigquery.endpoint == "http://other"
@@ -75,9 +110,22 @@ def test_bigquery_endpoint_override_is_applied_when_loading_not_parsing(
 
 def test_a_table_exposed_twice_gives_one_pipe_per_view() -> None:
     raw = json.loads(json.dumps(CONTRACT))
-    raw["warehouses"].append({"name": "risk", "dataset": "risk", "holds_pii": False,
-                              "views": [{"name": "orders", "kind": "latest_state", "sink_dataset": "payments_raw",
-                                         "sink_table": "orders", "primary_key": ["id"]}]})
+    raw["warehouses"].append(
+        {
+            "name": "risk",
+            "dataset": "risk",
+            "holds_pii": False,
+            "views": [
+                {
+                    "name": "orders",
+                    "kind": "latest_state",
+                    "sink_dataset": "payments_raw",
+                    "sink_table": "orders",
+                    "primary_key": ["id"],
+                }
+            ],
+        }
+    )
     assert [p.label for p in Manifest.from_dict(raw).pipes()] == ["finance.orders", "risk.orders"]
 
 
@@ -95,7 +143,8 @@ def test_deployed_state_wins_over_synthesized_json(tmp_path: Path) -> None:
     synthesized["bigquery"]["project"] = "${var.project}"
     (directory / "cdk.tf.json").write_text(json.dumps({"output": {"datapipe_manifest": {"value": synthesized}}}))
     (directory / "terraform.payments.tfstate").write_text(
-        json.dumps({"outputs": {"datapipe_manifest": {"value": CONTRACT, "type": ["object", {}]}}}))
+        json.dumps({"outputs": {"datapipe_manifest": {"value": CONTRACT, "type": ["object", {}]}}})
+    )
     manifest = load_manifest("payments", root=tmp_path)
     assert manifest.bigquery.project == "local-project"
     assert "tfstate" in manifest.origin
@@ -161,8 +210,20 @@ def test_local_profile_synth_wins_over_default_synth(tmp_path: Path) -> None:
 
 def test_the_runtime_reads_with_the_single_manifest_definition(tmp_path: Path) -> None:
     """No second copy of the dataclasses: the runtime's names are ``datapipe_cdk.manifest``'s."""
-    for name in ("Manifest", "ManifestError", "Source", "SourceTable", "ColumnPolicy", "Sink", "SinkTable", "View",
-                 "WarehouseSpec", "KafkaEndpoint", "BigQueryEndpoint", "Pipe"):
+    for name in (
+        "Manifest",
+        "ManifestError",
+        "Source",
+        "SourceTable",
+        "ColumnPolicy",
+        "Sink",
+        "SinkTable",
+        "View",
+        "WarehouseSpec",
+        "KafkaEndpoint",
+        "BigQueryEndpoint",
+        "Pipe",
+    ):
         assert getattr(runtime_manifest, name) is getattr(core, name), name
     assert not hasattr(runtime_manifest, "parse_manifest")
     path = tmp_path / "manifest.json"
@@ -254,7 +315,8 @@ def test_synth_dir_prefers_the_local_target_and_deployed_state(tmp_path: Path) -
     deployed = json.loads(json.dumps(CONTRACT))
     deployed["stack"], deployed["target"] = "orders", "local"
     (synth / "stacks" / "orders" / "terraform.orders.tfstate").write_text(
-        json.dumps({"outputs": {"datapipe_manifest": {"value": deployed}}}))
+        json.dumps({"outputs": {"datapipe_manifest": {"value": deployed}}})
+    )
     manifest = load_manifest("orders", synth_dir=synth)
     assert "terraform.orders.tfstate" in manifest.origin and manifest.target == "local"
 
@@ -268,9 +330,7 @@ def test_synth_dir_without_the_stack_names_both_ways_out(tmp_path: Path) -> None
         load_manifest("payments", synth_dir=tmp_path / "absent")
 
 
-def test_without_a_project_the_error_names_manifest_path_and_synth_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_a_project_the_error_names_manifest_path_and_synth_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runtime_manifest, "find_project_dir", lambda start=None: None)
     with pytest.raises(ManifestError, match="manifest_path"):

@@ -35,16 +35,51 @@ RAW: dict[str, Any] = {
     "kafka": {"bootstrap_servers": ["broker:9093"], "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
     "connect": {"url": "https://connect:8083"},
     "bigquery": {"project": "acme-data", "location": "US", "endpoint": None},
-    "sources": [{"name": "payments-db", "engine": "mysql", "host": "db.prod", "port": 3306, "database": "payments",
-                 "schema": None, "connector": "payments-db", "topic_prefix": "payments",
-                 "tables": [{"name": "orders", "primary_key": ["id"], "topic": "payments.payments.orders",
-                             "columns": [{"name": "id"}, {"name": "status"}]}]}],
-    "sinks": [{"name": "payments-raw", "connector": "payments-raw", "dataset": "payments_raw", "holds_pii": True,
-               "tables": [{"source_table": "orders", "topic": "payments.payments.orders", "table": "orders",
-                           "primary_key": ["id"]}]}],
-    "warehouses": [{"name": "finance", "dataset": "finance", "holds_pii": False,
-                    "views": [{"name": "orders", "kind": "latest_state", "sink_dataset": "payments_raw",
-                               "sink_table": "orders", "primary_key": ["id"]}]}],
+    "sources": [
+        {
+            "name": "payments-db",
+            "engine": "mysql",
+            "host": "db.prod",
+            "port": 3306,
+            "database": "payments",
+            "schema": None,
+            "connector": "payments-db",
+            "topic_prefix": "payments",
+            "tables": [
+                {
+                    "name": "orders",
+                    "primary_key": ["id"],
+                    "topic": "payments.payments.orders",
+                    "columns": [{"name": "id"}, {"name": "status"}],
+                }
+            ],
+        }
+    ],
+    "sinks": [
+        {
+            "name": "payments-raw",
+            "connector": "payments-raw",
+            "dataset": "payments_raw",
+            "holds_pii": True,
+            "tables": [{"source_table": "orders", "topic": "payments.payments.orders", "table": "orders", "primary_key": ["id"]}],
+        }
+    ],
+    "warehouses": [
+        {
+            "name": "finance",
+            "dataset": "finance",
+            "holds_pii": False,
+            "views": [
+                {
+                    "name": "orders",
+                    "kind": "latest_state",
+                    "sink_dataset": "payments_raw",
+                    "sink_table": "orders",
+                    "primary_key": ["id"],
+                }
+            ],
+        }
+    ],
 }
 NO_LOGINS = Credentials(kafka=Login("reader", "pw"), databases={}, origin="test")
 """No database login at all: a read-only run that tried to open a source would raise CredentialsError."""
@@ -110,8 +145,10 @@ class _FakeDatabase:
 
     def columns(self, table: str) -> list[SourceColumn]:
         self.calls.append(f"columns {table}")
-        return [SourceColumn("id", "int", False, False, None, True, "int"),
-                SourceColumn("status", "varchar", True, False, 32, False, "varchar(32)")]
+        return [
+            SourceColumn("id", "int", False, False, None, True, "int"),
+            SourceColumn("status", "varchar", True, False, 32, False, "varchar(32)"),
+        ]
 
 
 def test_the_probe_writer_refuses_a_non_local_target_without_the_opt_in() -> None:
@@ -193,8 +230,7 @@ class _Recorder:
 
 @pytest.mark.parametrize(
     ("engine", "statement"),
-    [("mysql", "SET SESSION TRANSACTION READ ONLY"),
-     ("postgresql", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")],
+    [("mysql", "SET SESSION TRANSACTION READ ONLY"), ("postgresql", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")],
 )
 def test_sources_open_read_only_unless_asked(monkeypatch: pytest.MonkeyPatch, engine: str, statement: str) -> None:
     recorder = _Recorder()
@@ -202,16 +238,21 @@ def test_sources_open_read_only_unless_asked(monkeypatch: pytest.MonkeyPatch, en
     monkeypatch.setattr(source_module.psycopg, "connect", lambda **kwargs: recorder)
     source = Source("db", engine, "h", 1, "payments", "payments", "db", "payments", ())
     db = SourceDatabase(source, Login("reader", "pw"))
-    assert not db.writable and recorder.executed == [statement]
-    for write in (lambda: db.insert("orders", {"id": 1}, "id"), lambda: db.update("orders", "id", 1, "status", "x"),
-                  lambda: db.delete("orders", "id", [1])):
+    utc = ["SET time_zone = '+00:00'"] if engine == "mysql" else []  # MariaDB TIMESTAMPs read as UTC, like Debezium
+    assert not db.writable and recorder.executed == [*utc, statement]
+    for write in (
+        lambda: db.insert("orders", {"id": 1}, "id"),
+        lambda: db.update("orders", "id", 1, "status", "x"),
+        lambda: db.delete("orders", "id", [1]),
+    ):
         with pytest.raises(ReadOnlyError, match="open read-only"):
             write()
+    opened = len(recorder.executed)
     db.count("orders")
-    assert recorder.executed[1:] and all(sql.startswith("SELECT") for sql in recorder.executed[1:])
+    assert recorder.executed[opened:] and all(sql.startswith("SELECT") for sql in recorder.executed[opened:])
     recorder.executed.clear()
     SourceDatabase(source, Login("writer", "pw"), writable=True)
-    assert recorder.executed == []
+    assert recorder.executed == utc
 
 
 def test_quality_checks_open_sources_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,15 +280,18 @@ def _event(offset: int, source_ms: int, record_ms: int | None, op: str = "u", pa
 
 def _row(offset: int, source_ms: int, insert_ms: int | None, op: str = "u", partition: int = 0) -> dict[str, Any]:
     insert = None if insert_ms is None else datetime.fromtimestamp(insert_ms / 1000, UTC)
-    return {"op": op, "source_ts_ms": source_ms, "kafka_partition": partition, "kafka_offset": offset,
-            "insert_time": insert}
+    return {"op": op, "source_ts_ms": source_ms, "kafka_partition": partition, "kafka_offset": offset, "insert_time": insert}
 
 
 def test_changelog_rows_join_kafka_records_on_partition_and_offset() -> None:
     t = NOW_MS - 60_000
-    rows = [_row(10, t, t + 900), _row(10, t, t + 5_000),  # delivered twice: the first insert counts
-            _row(11, t + 1000, t + 1600), _row(3, t - 10_000, t - 9_000, op="r"),  # snapshot read: left out
-            _row(12, t - 7_200_000, t - 7_199_000)]  # before the lookback window
+    rows = [
+        _row(10, t, t + 900),
+        _row(10, t, t + 5_000),  # delivered twice: the first insert counts
+        _row(11, t + 1000, t + 1600),
+        _row(3, t - 10_000, t - 9_000, op="r"),  # snapshot read: left out
+        _row(12, t - 7_200_000, t - 7_199_000),
+    ]  # before the lookback window
     events = [_event(10, t, t + 200), _event(11, t + 1000, t + 1100), _event(13, t + 2000, t + 2300)]
     changes = observe.join_samples(rows, events, since_ms=NOW_MS - 3_600_000, max_changes=100)
     assert list(changes["offset"]) == [10, 11, 13]
@@ -307,8 +351,9 @@ def test_observe_latency_reads_only_and_never_opens_a_source(monkeypatch: pytest
     t = NOW_MS - 30_000
     warehouse = _Warehouse([_row(7, t, t + 1500), _row(8, t + 100, t + 1700)])
     kafka = _Kafka([_event(7, t, t + 300), _event(8, t + 100, t + 350)], heartbeat_ms=NOW_MS - 4000)
-    result = observe.observe_latency(_manifest("production"), NO_LOGINS, lookback_s=600, max_changes=50,
-                                     warehouse=warehouse, kafka=kafka, now=NOW)
+    result = observe.observe_latency(
+        _manifest("production"), NO_LOGINS, lookback_s=600, max_changes=50, warehouse=warehouse, kafka=kafka, now=NOW
+    )
     assert result.mode == "read_only" and result.table == "payments_raw.orders"
     [(sql, params)] = warehouse.queries
     assert "`payments_raw`.`orders`" in sql and "insertTime" in sql and "!= 'r'" in sql
@@ -328,8 +373,9 @@ def test_observe_latency_explains_what_it_could_not_read() -> None:
         def recent(self, topic: str, *, last: int, since: Mapping[int, int] | None = None) -> list[ChangeEvent]:
             raise StreamError("cannot read metadata of topic: Authorization failed")
 
-    result = observe.observe_latency(_manifest("production"), NO_LOGINS, warehouse=_Warehouse([]),
-                                     kafka=_Broken([], heartbeat_ms=None), now=NOW)
+    result = observe.observe_latency(
+        _manifest("production"), NO_LOGINS, warehouse=_Warehouse([]), kafka=_Broken([], heartbeat_ms=None), now=NOW
+    )
     assert result.latencies.empty
     notes = " | ".join(result.notes)
     assert "Authorization failed" in notes and "heartbeat" in notes and "nothing to measure read-only" in notes
@@ -340,16 +386,22 @@ def test_kafka_times_equal_to_commit_times_are_not_reported_as_kafka_latency() -
     t = NOW_MS - 10_000
     events = [_event(i, t + i, t + i) for i in range(10)]  # the producer stamped source.ts_ms
     warehouse = _Warehouse([_row(i, t + i, t + i + 800) for i in range(10)])
-    result = observe.observe_latency(_manifest("production"), NO_LOGINS, warehouse=warehouse,
-                                     kafka=_Kafka(events, heartbeat_ms=t), now=NOW)
+    result = observe.observe_latency(
+        _manifest("production"), NO_LOGINS, warehouse=warehouse, kafka=_Kafka(events, heartbeat_ms=t), now=NOW
+    )
     assert set(result.latencies["stage"]) == {END_TO_END}
     assert any("cannot be measured" in note for note in result.notes)
 
 
 def test_negative_samples_are_counted_as_clock_skew() -> None:
     t = NOW_MS - 10_000
-    result = observe.observe_latency(_manifest("production"), NO_LOGINS, warehouse=_Warehouse([_row(1, t, t - 250)]),
-                                     kafka=_Kafka([_event(1, t, t + 100)], heartbeat_ms=t), now=NOW)
+    result = observe.observe_latency(
+        _manifest("production"),
+        NO_LOGINS,
+        warehouse=_Warehouse([_row(1, t, t - 250)]),
+        kafka=_Kafka([_event(1, t, t + 100)], heartbeat_ms=t),
+        now=NOW,
+    )
     assert any("clocks disagree" in note and "0.35" in note for note in result.notes)
 
 

@@ -43,7 +43,7 @@ mkdir -p "$BIN" "$SRC" "$LOGS" "$MIRROR" "$TC/plugin-cache" # cache: never insid
 command -v go >/dev/null 2>&1 || die "Go not found on PATH; install Go >= $GO_MIN_VERSION and re-run \`make toolchain\`"
 GO_VERSION="$(go env GOVERSION)"
 GO_VERSION="${GO_VERSION#go}"
-version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | sed -n 1p)" = "$2" ]; }
 version_ge "$GO_VERSION" "$GO_MIN_VERSION" ||
   die "Go $GO_VERSION is too old (OpenTofu $TOFU_VERSION needs >= $GO_MIN_VERSION); install a newer Go and re-run \`make toolchain\`"
 
@@ -224,6 +224,6 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="\${JSII_SILENCE_WARNING_EN
 EOF
 mv -f "$ENV_SH.tmp" "$ENV_SH"
 
-got="$(TF_CLI_CONFIG_FILE="$TFRC" CHECKPOINT_DISABLE=1 "$BIN/tofu" version | head -n1)"
+got="$(TF_CLI_CONFIG_FILE="$TFRC" CHECKPOINT_DISABLE=1 "$BIN/tofu" version | sed -n 1p)"  # sed reads it all: no SIGPIPE under pipefail
 [ "$got" = "OpenTofu v$TOFU_VERSION" ] || die "tofu reports '$got', expected 'OpenTofu v$TOFU_VERSION'; re-run \`make toolchain\`"
 step "ready: $got; source $ENV_SH ($(du -sh "$TC" | cut -f1) in $TC)"
