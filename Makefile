@@ -11,7 +11,7 @@ export DATAPIPE_CACHE ?= $(HOME)/.cache/datapipe-cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv synth test test-unit lint bench demo notebooks clean toolchain stack-up stack-down stack-status provider-schemas
+.PHONY: help setup venv synth test test-unit test-cdktn lint bench demo notebooks clean toolchain stack-up stack-down stack-status provider-schemas
 
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
@@ -59,9 +59,33 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -q -m "not toolchain and not integration and not docker"
 
-## test: set up from nothing and run every tier; tiers that cannot run report themselves skipped
-test: setup lint
+## test: set up from nothing and run every tier (the fast tier on cdktn too); tiers that cannot run report themselves skipped
+test: setup lint test-cdktn
 	$(PY) -m pytest
+
+# --- CDK Terrain (cdktn): the same library on the maintained fork of cdktf, with the Node.js it needs (>= 22) ---
+NODE_VERSION := 22.23.3
+NODE_ARCH := $(subst x86_64,x64,$(subst aarch64,arm64,$(shell uname -m)))
+NODE_DIR := $(DATAPIPE_CACHE)/node-$(NODE_VERSION)
+NODE22 := $(NODE_DIR)/node_modules/.bin/node
+VENV_CDKTN := .venv-cdktn
+
+$(NODE22):
+	@echo "==> Node.js $(NODE_VERSION) for cdktn into $(NODE_DIR)"
+	@npm install -q --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund node-linux-$(NODE_ARCH)@$(NODE_VERSION)
+	@test -x $(NODE22)
+
+$(VENV_CDKTN)/.installed: pyproject.toml
+	@echo "==> python venv $(VENV_CDKTN) with cdktn (instead of cdktf)"
+	@test -x $(VENV_CDKTN)/bin/python || $(PYTHON) -m venv $(VENV_CDKTN)
+	@$(VENV_CDKTN)/bin/python -m pip install -q --upgrade pip
+	@$(VENV_CDKTN)/bin/python -m pip install -q -e '.[dev]' 'cdktn==0.24.0' --config-settings editable_mode=compat
+	@touch $@
+
+## test-cdktn: the fast tier on CDK Terrain (cdktn 0.24, Node 22), the same tests as on cdktf
+test-cdktn: $(VENV_CDKTN)/.installed $(NODE22)
+	PATH=$(NODE_DIR)/node_modules/.bin:$$PATH DATAPIPE_CDK_CORE=cdktn $(VENV_CDKTN)/bin/python -m pytest -q -p no:cacheprovider \
+		-m "not toolchain and not integration and not docker" tests
 
 ## bench: synth benchmarks; results recorded under bench/results/
 bench: venv
@@ -77,4 +101,4 @@ notebooks: venv
 	$(PY) tools/run_notebooks.py --stack ledger
 
 clean:
-	rm -rf cdktf.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdktf.out .pytest_cache .mypy_cache .ruff_cache $(VENV_CDKTN)

@@ -1,5 +1,8 @@
 """datapipe-cdk: CDK for Terraform constructs for real-time CDC pipelines (Kafka -> BigQuery).
 
+Runs on CDK Terrain (``cdktn``) or CDK for Terraform 0.21 (``cdktf``): ``datapipe_cdk.App`` is the App of the
+core installed (see :mod:`datapipe_cdk._cdk`).
+
 Import cost matters (users synth on every commit). The public names below load on first use
 (PEP 562), so ``import datapipe_cdk.runtime`` in a notebook never starts cdktf's Node.js
 process, and the construct modules import cdktf, constructs and jinja2 only. Runtime helpers
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 _os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 if TYPE_CHECKING:  # the names below, for type checkers
+    from ._cdk import App
     from .acl import AclOperation, KafkaAcl, PatternType, Permission, ResourceType
     from .errors import DatapipeError
     from .principal import Principal
@@ -29,6 +33,7 @@ if TYPE_CHECKING:  # the names below, for type checkers
     from .warehouse import MicroWarehouse, View
 
 _EXPORTS = {
+    "._cdk": ("App",),  # cdktn's or cdktf's App, whichever core is installed
     ".acl": ("AclOperation", "KafkaAcl", "PatternType", "Permission", "ResourceType"),
     ".errors": ("DatapipeError",),
     ".principal": ("Principal",),
@@ -45,6 +50,7 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [
     "FOREVER",
     "AclOperation",
+    "App",
     "BigQuerySink",
     "CdcSource",
     "ChangelogTable",

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cdktf import TerraformStack, TerraformVariable, TerraformVariableValidationConfig
 from constructs import Construct, IConstruct
 from jsii.errors import JSIIError
 
+from ._cdk import TerraformStack, TerraformVariable, TerraformVariableValidationConfig
 from .errors import DatapipeError
 
 if TYPE_CHECKING:

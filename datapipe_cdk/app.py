@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import App
-
+from ._cdk import App
 from .errors import DatapipeError
 from .stack import DataPipelineStack
 

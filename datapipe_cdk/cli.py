@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from cdktf import App
-
+    from ._cdk import App
     from .stack import DataPipelineStack
 
 OK, FAILED, CHANGES, REFUSED, USAGE = 0, 1, 2, 3, 64
@@ -185,9 +184,60 @@ def _parser() -> argparse.ArgumentParser:
         local=True,
     )
     compact.add_argument("--sink", action="append", help="only this sink (repeatable; default: all)")
+    command(
+        "freshness",
+        _freshness,
+        "live staleness of every deployed table against its freshness objective (exit 1 when one is missed)",
+        out=True,
+        stack=True,
+        json_flag=True,
+        local=True,
+    )
+    doctor = command(
+        "doctor",
+        _doctor,
+        "read-only checks of every source, topic and connector against the live services, with the fix for each problem",
+        out=True,
+        stack=True,
+        json_flag=True,
+        local=True,
+    )
+    doctor.add_argument(
+        "--outage-budget",
+        default="24h",
+        help="how long a connector may be down without losing its position, e.g. 24h, 90m, 2d (default: %(default)s)",
+    )
+    _operation_commands(command)
     command("schema", _schema, "print the team-file JSON Schema (schemas/team.schema.json)", app=False)
     _local_commands(commands)
     return parser
+
+
+def _operation_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """snapshot, pause, resume, dlq: operations on a deployed app (see datapipe_cdk.runtime.operations / .replay)."""
+    snapshot = command("snapshot", _snapshot, "request an incremental snapshot of a deployed source's table (the other "
+                       "tables are not re-read)", out=True, stack=True, local=True)  # fmt: skip
+    snapshot.add_argument("--table", action="append", required=True, metavar="SOURCE.TABLE",
+                          help="a CdcSource id and one of its tables, e.g. payments-db.orders (repeatable)")  # fmt: skip
+    for name, handler, summary in (
+        ("pause", _pause, "pause a deployed connector until `datapipe resume` or the next deploy (which resumes it)"),
+        ("resume", _resume, "resume a paused or stopped connector and wait until it runs"),
+    ):
+        sub = command(name, handler, summary, out=True, stack=True, local=True)
+        sub.add_argument("connector", help="the connector: a CdcSource or BigQuerySink id")
+    dlq = command(
+        "dlq",
+        _dlq,
+        "dead letters: `dlq replay --sink NAME` writes a sink's dead-lettered records into its changelog tables, once, "
+        "at their original Kafka position",
+        out=True,
+        stack=True,
+        json_flag=True,
+        local=True,
+    )
+    dlq.add_argument("action", choices=("replay",), help="replay: re-deliver the records not replayed yet")
+    dlq.add_argument("--sink", required=True, help="the BigQuerySink id")
+    dlq.add_argument("--dry-run", action="store_true", help="convert and report only: write and commit nothing")
 
 
 def _local_commands(commands: Any) -> None:
@@ -481,9 +531,14 @@ def _stacks_selected(stacks: Sequence[DataPipelineStack], only: Sequence[str] | 
 
 def _deploy(args: argparse.Namespace) -> int:
     stacks, runner = _deployable(args)
+    missed: list[str] = []
     for stack in stacks:
+        before = _deployed_before(runner, stack)
         runner.deploy(stack, auto_approve=args.auto_approve)
         print(f"{stack.name}: deployed", file=sys.stderr)
+        missed += _snapshot_added_tables(runner, stack, before)
+    if missed:
+        raise Failure("\n".join(missed))
     return OK
 
 
@@ -547,6 +602,200 @@ def _compact(args: argparse.Namespace) -> int:
             f"purged {row['purged_rows']} deleted ({row['seconds']} s)"
         )
     return OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .deploy import StackDir
+    from .runtime.doctor import ERROR, counts, examine, parse_duration, render
+
+    try:
+        budget = parse_duration(args.outage_budget)
+    except ValueError as error:
+        raise UsageError(f"--outage-budget: {error}") from None
+    _, stacks, code = _synth_app(args, args.json)
+    if code != OK:
+        return code
+    reports: list[dict[str, Any]] = []
+    for stack in _stacks_selected(stacks, args.stack):
+        synthesized = StackDir.read(Path(args.out), stack.node.id)
+        findings = examine(synthesized.manifest, synthesized.synthesized, outage_budget=budget)
+        reports.append({"stack": stack.node.id, "counts": counts(findings), "findings": [f.as_dict() for f in findings]})
+        if not args.json:
+            print(f"== {stack.node.id} ==")
+            sys.stdout.write(render(findings))
+    failed = any(r["counts"][ERROR] for r in reports)
+    if args.json:
+        print(json.dumps({"ok": not failed, "stacks": reports}, indent=2))
+    return FAILED if failed else OK
+
+
+# --- operations: snapshots, pause / resume, dead letters ----------------------------------------
+
+
+def _stack_declaring(stacks: Sequence[Any], what: str, name: str, names: Callable[[Any], list[str]]) -> Any:
+    """The synthesized stack whose ``names`` include ``name``; a usage error listing the app's ``what``s otherwise."""
+    for stack in stacks:
+        if name in names(stack):
+            return stack
+    known = sorted({n for stack in stacks for n in names(stack)})
+    raise UsageError(f"the app declares no {what} named {name!r} ({what}s: {', '.join(known) or 'none'})")
+
+
+def _deployed_before(runner: Any, stack: Any) -> Any:
+    """What is deployed before this deploy (None: nothing, or no source that signals): to find tables added."""
+    from .deploy import DeployError
+    from .manifest import ManifestError
+
+    if not any(source.signal_table for source in stack.manifest.sources):
+        return None
+    try:
+        return runner.deployed_manifest(stack)
+    except (DeployError, ManifestError):
+        return None
+
+
+def _request_snapshots(runner: Any, stack: Any, source: Any, tables: list[str], *, wait: bool) -> str:
+    """Signal an incremental snapshot of ``tables`` (after the running tasks capture them, when ``wait``); the signal id."""
+    from .runtime.credentials import load_credentials
+    from .runtime.operations import qualified_tables, request_incremental_snapshot, wait_until_captured
+
+    if wait:
+        wait_until_captured(runner.connect_client(stack), source.connector, qualified_tables(source, tables))
+    publication = stack.connector_config(source.connector).get("publication.name")
+    return str(request_incremental_snapshot(source, tables, load_credentials().database(source), publication=publication))
+
+
+def _snapshot_added_tables(runner: Any, stack: Any, before: Any) -> list[str]:
+    """After a deploy: an incremental snapshot of each table added to a running source (only those); problems."""
+    from .connect_api import ConnectError
+    from .runtime.credentials import CredentialsError
+    from .runtime.operations import OperationError, added_tables
+
+    if not added_tables(before, stack.manifest):
+        return []
+    after = runner.deployed_manifest(stack)
+    problems = []
+    for name, tables in added_tables(before, after).items():
+        source, listed = after.source(name), ", ".join(f"{name}.{t}" for t in tables)
+        try:
+            signal = _request_snapshots(runner, stack, source, tables, wait=True)
+        except (OperationError, CredentialsError, ConnectError) as error:
+            again = " ".join(f"--table {name}.{t}" for t in tables)
+            problems.append(f"{stack.name}: deployed, but {listed} not snapshotted: {error}\nthen: datapipe snapshot {again}")
+            continue
+        print(f"{stack.name}: {listed} added to running source {name}: incremental snapshot requested (signal {signal} in "
+              f"{source.signal_table}); its other tables are not re-read", file=sys.stderr)  # fmt: skip
+    return problems
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from .runtime.credentials import CredentialsError
+    from .runtime.operations import OperationError
+
+    wanted: dict[str, list[str]] = {}
+    for item in args.table:
+        source, dot, table = item.rpartition(".")
+        if not dot or not source or not table:
+            raise UsageError(f"--table must be SOURCE.TABLE (a CdcSource id and one of its tables), got {item!r}")
+        wanted.setdefault(source, []).append(table)
+    stacks, runner = _deployable(args)
+    deployed: dict[str, Any] = {}
+    for name, tables in wanted.items():
+        stack = _stack_declaring(stacks, "source", name, lambda s: [x.name for x in s.manifest.sources])
+        if stack.name not in deployed:
+            deployed[stack.name] = runner.deployed_manifest(stack)
+        source = deployed[stack.name].source(name)
+        try:
+            signal = _request_snapshots(runner, stack, source, tables, wait=False)
+        except (OperationError, CredentialsError) as error:
+            raise Failure(str(error)) from None
+        state = runner.connect_client(stack).status(source.connector).state
+        later = "" if state == "RUNNING" else f"; connector {source.connector} is {state}: it reads the signal once it runs"
+        print(f"{stack.name}: incremental snapshot of {', '.join(tables)} requested from source {name} (signal {signal} "
+              f"in {source.signal_table}){later}")  # fmt: skip
+    return OK
+
+
+def _pause(args: argparse.Namespace) -> int:
+    return _run_state(args, pause=True)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _run_state(args, pause=False)
+
+
+def _run_state(args: argparse.Namespace, *, pause: bool) -> int:
+    from .runtime.operations import OperationError, pause_connector, resume_connector
+
+    stacks, runner = _deployable(args)
+    stack = _stack_declaring(stacks, "connector", args.connector, lambda s: list(s.connectors))
+    try:
+        state = (pause_connector if pause else resume_connector)(runner.connect_client(stack), args.connector)
+    except OperationError as error:
+        raise Failure(str(error)) from None
+    tasks = ", ".join(state.tasks) or "none"
+    print(f"{stack.name}: connector {args.connector} is {state.state} (tasks: {tasks})")
+    if pause:
+        print(f"it stays paused until `datapipe resume {args.connector}` or the next `datapipe deploy` (which resumes every "
+              "declared connector); until then `datapipe plan` reports it as run-state drift")  # fmt: skip
+    return OK
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from .runtime.credentials import CredentialsError, load_credentials
+    from .runtime.replay import ReplayError, bigquery_insert, replay_dead_letters
+    from .runtime.stream import StreamError
+    from .runtime.warehouse import bigquery_client
+
+    stacks, runner = _deployable(args)
+    stack = _stack_declaring(stacks, "sink", args.sink, lambda s: [x.name for x in s.manifest.sinks])
+    manifest = runner.deployed_manifest(stack)
+    sink = next((x for x in manifest.sinks if x.name == args.sink), None)
+    if sink is None:
+        raise Failure(f"sink {args.sink} is declared but not deployed in stack {stack.name}: run datapipe deploy first")
+    config = runner.connect_client(stack).config(sink.connector) or stack.connector_config(sink.connector)
+    insert = bigquery_insert(bigquery_client(manifest.bigquery))
+    try:
+        report = replay_dead_letters(
+            manifest.kafka, load_credentials().kafka, sink, config, insert, manifest.bigquery.project, dry_run=args.dry_run
+        )
+    except (ReplayError, StreamError, CredentialsError) as error:
+        raise Failure(str(error)) from None
+    if args.json:
+        print(json.dumps({"ok": not report.failed, "stack": stack.name, **report.to_dict()}, indent=2))
+        return FAILED if report.failed else OK
+    statuses = ("convertible", "dropped", "failed") if args.dry_run else ("delivered", "dropped", "failed")
+    counts = ", ".join(f"{len(report.of(s))} {s}" for s in statuses)
+    verb = "would replay (dry run)" if args.dry_run else "replayed"
+    print(f"{stack.name}: {report.dead_letter_topic} {verb} for sink {sink.name}: {counts} (group {report.group})")
+    for item in report.outcomes:
+        where = f" -> {item.table}" if item.table else ""
+        print(f"  {item.status:<9} {report.dead_letter_topic}[{item.dlq_partition}]@{item.dlq_offset}  {item.origin}{where}"
+              f"{': ' + item.detail if item.detail else ''}")  # fmt: skip
+    if report.failed:
+        print(f"datapipe: {len(report.failed)} record(s) still cannot be delivered and stay in {report.dead_letter_topic}: fix "
+              f"them (or the sink's declaration and deploy), then run `datapipe dlq replay --sink {sink.name}` again",
+              file=sys.stderr)  # fmt: skip
+    return FAILED if report.failed else OK
+
+
+def _freshness(args: argparse.Namespace) -> int:
+    from .runtime.freshness import measure, render
+    from .runtime.warehouse import WarehouseClient
+
+    stacks, runner = _deployable(args)
+    report, missed = [], False
+    for stack in stacks:
+        manifest = runner.deployed_manifest(stack)
+        rows = measure(manifest, WarehouseClient(manifest.bigquery))
+        missed = missed or any(r.missed for r in rows)
+        report.append({"stack": stack.name, "tables": [r.to_dict() for r in rows]})
+        if not args.json:
+            print(f"== {stack.name} ==")
+            sys.stdout.write(render(rows))
+    if args.json:
+        print(json.dumps({"ok": not missed, "stacks": report}, indent=2))
+    return FAILED if missed else OK
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -73,6 +73,8 @@ class Source:
     heartbeat_table: str | None = None
     """``<database or schema>.<table>`` written by the connector's heartbeat, when the source has one."""
     signal_table: str | None = None
+    freshness_seconds: int | None = None
+    """The source's freshness objective (its heartbeat table beats at a quarter of it)."""
 
     @property
     def is_postgres(self) -> bool:
@@ -139,6 +141,8 @@ class WarehouseSpec:
     path: str = ""
     owners: tuple[str, ...] = ()
     readers: tuple[str, ...] = ()
+    freshness_seconds: int | None = None
+    """The freshness objective of its latest-state views."""
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,7 @@ class _Reader:
             username=str(raw.get("username") or "debezium"),
             heartbeat_table=raw.get("heartbeat_table"),
             signal_table=raw.get("signal_table"),
+            freshness_seconds=raw.get("freshness_seconds"),
         )
 
     def sink(self, raw: Mapping[str, Any], where: str) -> Sink:
@@ -472,4 +477,5 @@ class _Reader:
             path=str(raw.get("path") or ""),
             owners=self.strings(raw.get("owners")),
             readers=self.strings(raw.get("readers")),
+            freshness_seconds=raw.get("freshness_seconds"),
         )

@@ -31,10 +31,11 @@ Classes, most severe first (one per change; ``also`` lists further classes of th
     increased (keys move to other partitions); the ``PARTITION BY`` key of a latest-state view changed.
 ``new-table-needs-snapshot``
     ``table.include.list`` of a running source gained a table. Debezium streams the new table's changes
-    from now on but does not read its existing rows by itself: send an incremental snapshot
-    (``execute-snapshot`` signal) for it. A separate class rather than ``re-snapshot``: nothing is
-    re-read, the risk is the opposite (rows missing downstream), and adding tables is routine, so it is
-    reported but not risky.
+    from now on but does not read its existing rows by itself: an incremental snapshot (``execute-snapshot``
+    signal) of that table reads them. With a signal channel (``signal.data.collection``, which every
+    ``CdcSource`` has) ``datapipe deploy`` sends it for the added tables only; without one the reason says
+    to send it. A separate class rather than ``re-snapshot``: the other tables are not re-read, the risk is
+    the opposite (rows missing downstream), and adding tables is routine, so it is reported but not risky.
 ``reader-visible``
     A view deleted or replaced, or its query changed; a changelog table's schema changed in place.
 ``access-narrowed`` / ``access-replaced`` / ``access-widened``
@@ -468,7 +469,7 @@ def _classify(rc: Mapping[str, Any], context: _Context) -> ClassifiedChange:
 
     def result(classes: Sequence[str], reason: str) -> ClassifiedChange:
         ordered = sorted(dict.fromkeys(classes), key=SEVERITY.index)
-        extra = [c for c in ordered[1:] if c in RISKY or c == NEW_TABLE]
+        extra = [c for c in ordered[1:] if c in RISKY or c in (NEW_TABLE, CONNECTOR_RESTART)]
         if rc.get("deposed"):
             reason = f"deposed object {rc['deposed']} (left by an earlier create_before_destroy): {reason}"
         return ClassifiedChange(address, type_, context.path(rc), actions, ordered[0], reason, tuple(extra))
@@ -611,7 +612,7 @@ def _source(rc: Mapping[str, Any], change: Mapping[str, Any], kind: str, context
                 f"{label} re-created at {context.twin[address]['address']} under the same name: Connect keeps its offsets",
             )
         return DELETE, f"{label} stops: Connect keeps its offsets (re-adding it under the same name resumes){slot}"
-    classes, notes = _source_config(change)
+    classes, notes = _source_config(change, after_config.get("signal.data.collection"))
     if kind == "replace":
         old_name, new_name = _values(rc, "before").get("name"), _values(rc, "after").get("name")
         if old_name != new_name:
@@ -628,8 +629,8 @@ def _source(rc: Mapping[str, Any], change: Mapping[str, Any], kind: str, context
     return classes or [CONNECTOR_RESTART], f"{label}: " + ("; ".join(notes) or "attributes change, it restarts")
 
 
-def _source_config(change: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(classes, notes) of a source's config changes."""
+def _source_config(change: Mapping[str, Any], signal_table: Any = None) -> tuple[list[str], list[str]]:
+    """(classes, notes) of a source's config changes (``signal_table``: its ``signal.data.collection``, if any)."""
     classes: list[str] = []
     notes: list[str] = []
     restart: list[str] = []
@@ -658,10 +659,17 @@ def _source_config(change: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             removed = [t for t in old_tables if t not in new_tables]
             if added:
                 classes.append(NEW_TABLE)
-                notes.append(
-                    f"table.include.list adds {', '.join(added)}: Debezium streams its new changes but does not snapshot its "
-                    "existing rows; send an incremental snapshot (execute-snapshot signal) for it"
-                )
+                if signal_table:
+                    notes.append(
+                        f"table.include.list adds {', '.join(added)}: Debezium streams its new changes; datapipe deploy then "
+                        f"requests an incremental snapshot of {'it' if len(added) == 1 else 'them'} only (execute-snapshot "
+                        f"signal in {signal_table}), the other tables are not re-read"
+                    )
+                else:
+                    notes.append(
+                        f"table.include.list adds {', '.join(added)}: Debezium streams its new changes but does not snapshot "
+                        "its existing rows; send an incremental snapshot (execute-snapshot signal) for it"
+                    )
             if removed:
                 notes.append(f"table.include.list drops {', '.join(removed)}: its changes are no longer captured")
             if not added and not removed:
@@ -682,6 +690,7 @@ def _source_config(change: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         else:
             restart.append(key)
     if restart:
+        classes.append(CONNECTOR_RESTART)
         notes.append(f"restarts, resuming from its offsets ({_keys_text(restart)} change)")
     return classes, notes
 

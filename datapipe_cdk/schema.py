@@ -96,7 +96,8 @@ class Column:
         description: documentation carried to the changelog table, the catalog and lineage.
         precision: for ``NUMERIC``, the total digits of DECIMAL(p, s) (decides NUMERIC or BIGNUMERIC).
         scale: for ``NUMERIC``, its fractional digits.
-        repeated: an array column (PostgreSQL ``text[]``, ``integer[]``) of ``type`` elements.
+        repeated: an array column (PostgreSQL ``text[]``, ``integer[]``) of ``type`` elements. BigQuery has no
+            NULL array (it reads as ``[]``) and the sink drops NULL elements.
 
     Strings given for the enums are converted on creation; an unknown one is refused, never kept as text.
     """

@@ -106,6 +106,8 @@ class GcpProject:
             ``False`` with an emulator.
         allowed_domains: the e-mail domains whose users and groups may be granted access to data
             holding PII (policy ``pii-reader-domains``). Empty means: only what the policy's opt-outs allow.
+        alert_channels: Cloud Monitoring notification channels (``projects/<p>/notificationChannels/<id>``)
+            that freshness alert policies notify.
     """
 
     project: str
@@ -113,3 +115,4 @@ class GcpProject:
     bigquery_endpoint: str | None = None
     manage_iam: bool = True
     allowed_domains: Sequence[str] = field(default_factory=tuple)
+    alert_channels: Sequence[str] = field(default_factory=tuple)

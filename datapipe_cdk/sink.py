@@ -17,15 +17,24 @@ from .acl import AclOperation, KafkaAcl, ResourceType
 from .compaction import LOG_TABLE, Compaction, CompactionPolicy, state_table_id
 from .dataset import Dataset
 from .errors import DatapipeError
+from .freshness import CHECK_EVERY, MISSED, freshness_check_sql
+from .heartbeat import HEARTBEAT_TABLE
 from .manifest import ChangelogColumn, Manifest, Sink, SinkTable, WorkerSecret
 from .principal import Principal
-from .providers.google import BigqueryDataTransferConfig, BigqueryTable, ProjectIamMember, ServiceAccount
+from .providers.google import (
+    BigqueryDataTransferConfig,
+    BigqueryTable,
+    MonitoringAlertPolicy,
+    ProjectIamMember,
+    ServiceAccount,
+)
 from .providers.kafka_connect import Connector
 from .schema import CapturedTable, Column
 from .source import CdcSource, Engine
 from .sql import quote_identifier, quote_table
 from .topic import StreamingTopic
 from .typemap import cast_spec, encoding, view_expressions
+from .units import in_words
 from .worker_secrets import SecretFile
 
 KCBQ_CONNECTOR = "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector"
@@ -205,8 +214,11 @@ class BigQuerySink(PipelineConstruct):
         self.service_account: ServiceAccount | None = None
         identity = self._define_identity(stack) if stack.gcp.manage_iam else []
         self.scheduled_compaction: BigqueryDataTransferConfig | None = None
+        self.freshness_alert: MonitoringAlertPolicy | None = None
         if stack.target != "local":  # the emulator has no Data Transfer API: the local stack runs its compactor
             self.scheduled_compaction = self._schedule_compaction(stack, identity)
+            if source.freshness is not None and HEARTBEAT_TABLE in self._tables:
+                self.freshness_alert = self._watch_freshness(stack, source.freshness, identity)
         self.connector = Connector(
             self,
             "connector",
@@ -240,6 +252,8 @@ class BigQuerySink(PipelineConstruct):
         unknown = [n for n in names if n not in source.captured]
         if unknown or not names:
             raise DatapipeError(path, f"tables must name tables the source captures ({sorted(source.captured)})", names)
+        if HEARTBEAT_TABLE in source.captured and HEARTBEAT_TABLE not in names:
+            names.append(HEARTBEAT_TABLE)  # its beats are how this sink's freshness is measured
         return names
 
     def _changelog(
@@ -326,6 +340,45 @@ class BigQuerySink(PipelineConstruct):
             params={"query": script + ";\n"},
             service_account_name=self.service_account.get_string_attribute("email") if self.service_account else None,
             depends_on=[self.log_resource, *(t.state_resource for t in self._tables.values()), *identity],
+        )
+
+    def _watch_freshness(self, stack: Any, objective: timedelta, identity: list[Any]) -> MonitoringAlertPolicy:
+        """A scheduled check of the newest beat every 15 minutes (it fails, logging ``datapipe freshness missed``,
+        when the beat is older than the objective) and an alert policy on that log entry."""
+        heartbeat = self._tables[HEARTBEAT_TABLE]
+        label = f"{self.construct_path} (objective {in_words(objective)})"
+        check_query = BigqueryDataTransferConfig(
+            self,
+            "freshness-check",
+            display_name=f"datapipe freshness {self.connector_name}"[:100],
+            data_source_id="scheduled_query",
+            location=stack.gcp.location,
+            schedule=f"every {int(CHECK_EVERY / timedelta(minutes=1))} minutes",
+            params={"query": freshness_check_sql(heartbeat.compaction.changelog, objective, label)},
+            service_account_name=self.service_account.get_string_attribute("email") if self.service_account else None,
+            depends_on=[heartbeat.resource, *identity],
+        )
+        return MonitoringAlertPolicy(
+            self,
+            "freshness-alert",
+            display_name=f"Freshness of {self.construct_path}"[:100],
+            combiner="OR",
+            conditions=[
+                {
+                    "display_name": f"{MISSED}: {self.construct_path}"[:100],
+                    "condition_matched_log": [
+                        {"filter": f'resource.type="bigquery_dts_config" AND "{MISSED}: {self.construct_path} "'}
+                    ],
+                }
+            ],
+            alert_strategy={"notification_rate_limit": [{"period": "300s"}], "auto_close": "1800s"},
+            notification_channels=list(stack.gcp.alert_channels),
+            documentation={
+                "content": f"The newest change of {self.source.construct_path} visible in BigQuery is older than "
+                f"{in_words(objective)}. Run `datapipe freshness` and `datapipe doctor` for the cause.",
+                "mime_type": "text/markdown",
+            },
+            depends_on=[check_query],
         )
 
     def _grant_connect(self, chosen: list[CapturedTable]) -> list[KafkaAcl]:

@@ -14,6 +14,8 @@ from . import _validate as check
 from ._core import PipelineConstruct, pipeline_of
 from .acl import AclOperation, KafkaAcl, ResourceType
 from .errors import DatapipeError
+from .freshness import checked_objective, heartbeat_table
+from .heartbeat import HEARTBEAT_TABLE, heartbeat_statement
 from .manifest import ColumnPolicy, Manifest, Source, SourceTable, WorkerSecret
 from .principal import Principal
 from .providers.kafka_connect import Connector
@@ -77,6 +79,9 @@ MASK_LENGTH = 8
 _VERB = {Treatment.MASKED: "masks", Treatment.HASHED: "hashes"}
 _PROVIDER_REFERENCE = re.compile(r"^\$?\$\{(file|dir|env|vault|secrets?)[A-Za-z0-9_-]*:[^}]*\}$")
 _SECRET_WORDS = re.compile(r"password|passwd|secret|jaas|credential|token|private|keyfile|keystore|truststore|ssl\.key|sslkey")
+SIGNAL_TABLE = "debezium_signal"
+"""The signal table every source reads (in its database, or its PostgreSQL schema): Debezium's ``source`` channel."""
+SIGNAL_COLUMNS = ("id", "type", "data")
 
 # Keys a CdcSource writes itself: set through its typed arguments, never through extra_config.
 _OWNED_KEYS = frozenset(
@@ -124,6 +129,12 @@ class CdcSource(PipelineConstruct):
         topic_prefix: Debezium's ``topic.prefix`` (default: the id); never change it after the first deploy.
         snapshot_mode: ``SnapshotMode`` (default ``INITIAL``: read every table once, then stream).
         heartbeat: how often the connector reports progress when tables are idle (``heartbeat.interval.ms``).
+        freshness: the objective: every change visible in the warehouse within this ``timedelta`` (at least 10 s).
+            The connector then beats at a quarter of it into the heartbeat table ``<database or
+            schema>.debezium_heartbeat``, captured like any table, so staleness is measured end to end even
+            when every table is idle (``datapipe freshness``; in production a scheduled check and an alert
+            policy, see :mod:`datapipe_cdk.freshness`). The local stack creates the table; in production the
+            DBA runs ``datapipe_cdk.freshness.heartbeat_ddl``'s statements once.
         masked: ``{table: [column, ...]}`` replaced by ``********`` before Kafka (string columns only).
         hashed: ``{table: [column, ...]}`` replaced by a salted SHA-256 (string columns only). The salt is the
             Terraform variable ``<id>_hash_salt`` (at least 16 characters); Debezium reads it from a config
@@ -138,6 +149,25 @@ class CdcSource(PipelineConstruct):
         owner: who to ask about the data (policy ``owner-required``); a table's own ``Table.owner`` wins.
 
     ``source.connector`` is the L1 ``kafka-connect_connector``; ``source.topic("orders")`` a table's topic.
+
+    **Signals** (incremental snapshots): every source reads Debezium's ``source`` signal channel, the table
+    ``<database or schema>.debezium_signal`` (``source.signal_table``). ``datapipe deploy`` signals an
+    incremental snapshot of each table added to a running source (the other tables are not re-read), and
+    ``datapipe snapshot --table <source>.<table>`` requests one. Debezium also writes its snapshot
+    watermarks there, so the CDC login needs ``INSERT`` on it. The local stack creates it; in production the
+    DBA does, once per database (sources reading the same database share it; a signal names its tables)::
+
+        -- MySQL / MariaDB
+        CREATE TABLE <database>.debezium_signal (id VARCHAR(42) PRIMARY KEY, type VARCHAR(32) NOT NULL,
+                                                 data VARCHAR(2048) NULL);
+        GRANT SELECT, INSERT ON <database>.debezium_signal TO '<username>'@'%';
+        -- PostgreSQL (and add it to the source's publication, <slot.name>_publication)
+        CREATE TABLE <schema>.debezium_signal (id VARCHAR(42) PRIMARY KEY, type VARCHAR(32) NOT NULL,
+                                               data VARCHAR(2048) NULL);
+        GRANT SELECT, INSERT ON <schema>.debezium_signal TO <username>;
+        ALTER PUBLICATION <publication> ADD TABLE <schema>.debezium_signal;
+
+    Its change events never reach Kafka (a ``Filter`` transform drops them: no topic, no ACL).
     """
 
     def __init__(
@@ -155,6 +185,7 @@ class CdcSource(PipelineConstruct):
         topic_prefix: str | None = None,
         snapshot_mode: SnapshotMode | str = SnapshotMode.INITIAL,
         heartbeat: timedelta | None = None,
+        freshness: timedelta | None = None,
         masked: Mapping[str, Sequence[str | Column]] | None = None,
         hashed: Mapping[str, Sequence[str | Column]] | None = None,
         excluded: Mapping[str, Sequence[str | Column]] | None = None,
@@ -201,6 +232,9 @@ class CdcSource(PipelineConstruct):
         snapshot_mode = check.choice(path, "snapshot_mode", snapshot_mode, SnapshotMode)
         if heartbeat is not None:
             check.duration(path, "heartbeat", heartbeat, minimum=timedelta(milliseconds=99))
+        objective: timedelta | None = None
+        if freshness is not None:
+            objective, heartbeat = checked_objective(path, freshness, heartbeat)
         if retention is not None and retention != FOREVER:
             check.duration(path, "retention", retention)
         check.integer(path, "partitions", partitions, minimum=1, maximum=100_000)
@@ -210,6 +244,8 @@ class CdcSource(PipelineConstruct):
             check.integer(path, "server_id", server_id, minimum=1, maximum=2**32 - 1)
         extra = _checked_extra_config(path, extra_config)
         captured = _captured_tables(path, engine, namespace, prefix, tables, masked, hashed, excluded)
+        if objective is not None:
+            captured.append(heartbeat_table(namespace, prefix))
         stack.registry.claim("connector", source_id, path)
         local = source_address(engine.value)
         declared_engine = engine
@@ -229,6 +265,9 @@ class CdcSource(PipelineConstruct):
         self.connector_name = source_id
         self.owner = owner
         self.captured: dict[str, CapturedTable] = {t.name: t for t in captured}
+        self.signal_table = f"{namespace}.{SIGNAL_TABLE}"
+        self.freshness = objective
+        self.heartbeat_table = f"{namespace}.{HEARTBEAT_TABLE}" if objective is not None else None
         self.secrets = connector_secrets(stack.connect, source_id, f"database password and Kafka login of {path}")
         self._topics: dict[str, StreamingTopic] = {}
         for table in captured:
@@ -275,6 +314,7 @@ class CdcSource(PipelineConstruct):
                 min_length=16,
             )
         config.update(_treatment_config(captured, salt.string_value if salt is not None else None))
+        config.update(_signal_config(namespace, prefix, config["column.include.list"]))
         config.update(extra)
         all_topics = [*self._topics.values(), *support]
         self.connector = Connector(
@@ -354,6 +394,9 @@ class CdcSource(PipelineConstruct):
                 connector=self.connector_name,
                 topic_prefix=self.topic_prefix,
                 username=self.username,
+                signal_table=self.signal_table,
+                heartbeat_table=self.heartbeat_table,
+                freshness_seconds=int(self.freshness.total_seconds()) if self.freshness is not None else None,
                 tables=tuple(
                     SourceTable(
                         name=t.name,
@@ -424,6 +467,20 @@ def _captured_tables(
             path, "table name", name, pattern=IDENTIFIER, rule="must be a table name (letters, digits, '_')",
             why="it names the topic",
         )  # fmt: skip
+        if name == HEARTBEAT_TABLE:
+            raise DatapipeError(
+                path,
+                f"{HEARTBEAT_TABLE} is the heartbeat table a freshness objective adds (CdcSource(freshness=...)); "
+                "rename your table",
+                name,
+            )
+        if name == SIGNAL_TABLE:
+            raise DatapipeError(
+                path,
+                f"{SIGNAL_TABLE} is the source's Debezium signal table (it carries snapshot requests, not data), so it "
+                "cannot be captured; rename your table",
+                name,
+            )
         if not isinstance(spec, Table):
             raise DatapipeError(
                 path,
@@ -551,7 +608,28 @@ def _connector_config(
         )
     if heartbeat is not None:
         config["heartbeat.interval.ms"] = str(to_millis(heartbeat))
+    if any(t.name == HEARTBEAT_TABLE for t in captured):
+        config["heartbeat.action.query"] = heartbeat_statement(engine is Engine.POSTGRESQL, namespace)
     return config
+
+
+def _signal_config(namespace: str, prefix: str, included_columns: str) -> dict[str, str]:
+    """Debezium's ``source`` signal channel on ``<namespace>.debezium_signal``: its three columns must pass the
+    column filter (Debezium reads signals from the change events), and a ``Filter`` transform drops those
+    events before Kafka (their topic ``<prefix>.<namespace>.debezium_signal`` is never created)."""
+    signal = f"{namespace}.{SIGNAL_TABLE}"
+    columns = [re.escape(f"{signal}.{column}") for column in SIGNAL_COLUMNS]
+    return {
+        "signal.enabled.channels": "source",
+        "signal.data.collection": signal,
+        "column.include.list": ",".join([c for c in included_columns.split(",") if c] + columns),
+        "transforms": "dropSignals",
+        "transforms.dropSignals.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.dropSignals.predicate": "isSignal",
+        "predicates": "isSignal",
+        "predicates.isSignal.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isSignal.pattern": re.escape(f"{prefix}.{signal}"),
+    }
 
 
 def _treatment_config(captured: list[CapturedTable], salt: str | None) -> dict[str, str]:

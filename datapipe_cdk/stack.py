@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import jsii
-from cdktf import IAnyProducer, IResolveContext, Lazy, LocalBackend, TerraformOutput
 from constructs import Construct
 
 from . import _validate as check
+from ._cdk import IAnyProducer, IResolveContext, Lazy, LocalBackend, TerraformOutput
 from ._core import PipelineStack, Registry, pipeline_of
 from .acl import AclOperation, KafkaAcl, ResourceType
 from .errors import DatapipeError
@@ -209,12 +209,19 @@ class DataPipelineStack(PipelineStack):
             check.text(path, "gcp.allowed_domains entry", d, pattern=r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", rule="must be a domain")
             for d in check.sequence(path, "gcp.allowed_domains", gcp.allowed_domains)
         )
+        channels = tuple(
+            check.text(
+                path, "gcp.alert_channels entry", c, pattern=r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/\d+",
+                rule="must be a notification channel name: projects/<project>/notificationChannels/<id>",
+            )
+            for c in check.sequence(path, "gcp.alert_channels", gcp.alert_channels)
+        )  # fmt: skip
         from dataclasses import replace
 
         return (
             replace(kafka, sasl_mechanism=mechanism, bootstrap_servers=tuple(servers)),
             connect,
-            replace(gcp, location=known[location.casefold()], allowed_domains=domains),
+            replace(gcp, location=known[location.casefold()], allowed_domains=domains, alert_channels=channels),
         )
 
     def _configure_providers(self) -> None:

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 from functools import cached_property
 
-from cdktf import Annotations
 from constructs import Construct
 
 from . import _validate as check
+from ._cdk import Annotations
 from ._core import PipelineConstruct, pipeline_of
 from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError

@@ -13,8 +13,9 @@ serves, the BigQuery emulator) and kept to what is exact there and on BigQuery:
 * changelog columns hold those plain values; the latest-state views turn them back into BigQuery types.
 
 Known limits, documented rather than hidden: MySQL ``YEAR 0000`` cannot be read by Debezium;
-PostgreSQL NaN/Infinity floats arrive as 0.0 (Kafka's JSON converter) and NULL elements inside arrays
-are dropped by the sink; a BIGNUMERIC holds 38 fractional digits (wider decimals stay exact text).
+PostgreSQL NaN/Infinity floats arrive as 0.0 (Kafka's JSON converter); NULL elements inside arrays
+are dropped by the sink, and a NULL array reads as ``[]`` (BigQuery has no NULL ARRAY); ``'infinity'``
+timestamps read as NULL; a BIGNUMERIC holds 38 fractional digits (wider decimals stay exact text).
 """
 
 from __future__ import annotations

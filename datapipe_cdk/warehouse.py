@@ -13,6 +13,7 @@ from . import _validate as check
 from ._core import PipelineConstruct, pipeline_of
 from .dataset import Dataset, expiry_condition
 from .errors import DatapipeError
+from .freshness import MIN_OBJECTIVE
 from .manifest import Manifest, WarehouseSpec
 from .manifest import View as ViewSpec
 from .principal import Principal
@@ -51,6 +52,8 @@ class MicroWarehouse(PipelineConstruct):
         retention: default partition expiration of tables created in it, a ``timedelta``.
         holds_pii: declare that its views may carry unmasked PII (then ``retention`` is required).
         deletion_protection: refuse ``terraform destroy`` of its views (default on).
+        freshness: the objective of its latest-state views (``datapipe freshness`` checks it); each exposed table's
+            source must declare one at least as strict (``CdcSource(freshness=...)``: its heartbeat measures it).
 
     ``expose(sink.table("orders"))`` adds a latest-state view; ``add_view(name, sql)`` the team's SQL;
     ``grant_query(principal, until=...)`` read and query access.
@@ -70,6 +73,7 @@ class MicroWarehouse(PipelineConstruct):
         retention: timedelta | None = None,
         holds_pii: bool = False,
         deletion_protection: bool = True,
+        freshness: timedelta | None = None,
     ) -> None:
         path = check.child_path(scope, warehouse_id, "MicroWarehouse")
         stack = pipeline_of(scope, path)
@@ -79,8 +83,11 @@ class MicroWarehouse(PipelineConstruct):
             raise DatapipeError(path, "a warehouse needs at least one owner", owners)
         check.flag(path, "deletion_protection", deletion_protection)
         deletion_protection = deletion_protection and stack.target != "local"  # the local stack is disposable
+        if freshness is not None:
+            check.duration(path, "freshness", freshness, minimum=MIN_OBJECTIVE, at_least=True)
         super().__init__(scope, warehouse_id, pipeline=stack, path=path)
         self.deletion_protection = deletion_protection
+        self.freshness = freshness
         self.dataset = Dataset(
             self,
             "dataset",
@@ -116,6 +123,7 @@ class MicroWarehouse(PipelineConstruct):
             raise DatapipeError(
                 path, f"cannot expose {table.captured.qualified_name} as latest state: it has no known primary key", view_name
             )
+        self._check_freshness(path, table)
         known = [c.name for c in table.columns]
         chosen = tuple(known)
         if columns is not None:
@@ -145,6 +153,25 @@ class MicroWarehouse(PipelineConstruct):
         view = View(view_name, "latest_state", sql, resource, source=table, columns=chosen)
         self.views[view_name] = view
         return view
+
+    def _check_freshness(self, path: str, table: ChangelogTable) -> None:
+        if self.freshness is None:
+            return
+        source = table.sink.source
+        if source.freshness is None:
+            raise DatapipeError(
+                path,
+                f"freshness={self.freshness} needs a source heartbeat to measure it: declare "
+                f"CdcSource({source.node.id!r}, ..., freshness=<at most {self.freshness}>)",
+                table.captured.qualified_name,
+            )
+        if source.freshness > self.freshness:
+            raise DatapipeError(
+                path,
+                f"freshness={self.freshness} is stricter than its source's objective ({source.freshness}), which "
+                f"bounds how fresh {table.captured.qualified_name} can be; relax it or tighten the source's",
+                self.freshness,
+            )
 
     def add_view(self, name: str, sql: str) -> View:
         """A view of the team's own SQL.
@@ -222,6 +249,7 @@ class MicroWarehouse(PipelineConstruct):
                 dataset=self.dataset.dataset_id,
                 holds_pii=self.dataset.holds_pii,
                 owners=tuple(str(p) for p in self.dataset.owners),
+                freshness_seconds=int(self.freshness.total_seconds()) if self.freshness is not None else None,
                 readers=tuple(str(p) for p in self.dataset.readers),
                 views=tuple(
                     ViewSpec(

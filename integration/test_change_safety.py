@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 APP = """
 import os
 from datetime import timedelta
-from cdktf import App
+from datapipe_cdk import App
 from datapipe_cdk import (BigQuerySink, CdcSource, Column, ColumnType, ConnectCluster, DataPipelineStack, GcpProject,
                           KafkaCluster, MicroWarehouse, Principal, Table)
 
@@ -179,7 +179,7 @@ def _wait(check: Any, timeout: float = 180.0) -> None:
 
 LEGACY_APP = """
 from datetime import UTC, datetime
-from cdktf import App
+from datapipe_cdk import App
 from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, MicroWarehouse, Principal
 
 

@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from datapipe_cdk import _toolchain
 from datapipe_cdk.local import _process
+from datapipe_cdk.local.config import StackConfig
 from datapipe_cdk.runtime.credentials import Credentials, load_credentials
 from datapipe_cdk.runtime.manifest import Manifest, load_manifest
 from datapipe_cdk.runtime.probe_rows import ProbeRows, choose_pipe, warehouse_view
@@ -67,8 +67,9 @@ def _runner() -> ModuleType:
 
 
 def _artifacts(stack: str, mode: str) -> Path:
-    """Executed notebooks and figures are kept as the run's artifacts (the path is printed on failure)."""
-    return _toolchain.cache_root() / "artifacts" / f"test-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" / mode / stack
+    """Executed notebooks and figures are kept as the run's artifacts in the run directory (kept until the next
+    ``datapipe local reset``; the path is printed on failure), where the secret scan of test_pipeline reads them."""
+    return StackConfig().run_dir / "artifacts" / f"{mode}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" / stack
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -202,6 +202,35 @@ def test_granted_principal_reads_its_topic_only(
     assert wrong_group.refused == "GROUP_AUTHORIZATION_FAILED", f"{user} with an ungranted group: {wrong_group}"
 
 
+def test_connect_principal_is_refused_on_an_undeclared_topic_sharing_the_prefix(deployed: DeployedStack) -> None:
+    """Literal ACLs: the worker may use exactly the declared topics, not everything named ``payments.*``."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    cfg = deployed.cfg
+    undeclared = f"payments.payments.undeclared_{secrets.token_hex(3)}"
+    admin = AdminClient(flow.kafka_config(cfg, "admin"))
+    admin.create_topics([NewTopic(undeclared, num_partitions=1, replication_factor=1)])[undeclared].result(timeout=30)
+    try:
+        producer_errors: list[str] = []
+        producer = Producer(flow.kafka_config(cfg, "connect", **{"message.timeout.ms": 15000}))
+        producer.produce(undeclared, b"{}", on_delivery=lambda err, msg: producer_errors.append(err.name() if err else "OK"))
+        producer.flush(30)
+        assert producer_errors == ["TOPIC_AUTHORIZATION_FAILED"], f"connect wrote to {undeclared}: {producer_errors}"
+        refused = flow.consume(cfg, "connect", undeclared, f"connect-payments-raw-{secrets.token_hex(2)}", timeout=30.0)
+        assert refused.refused in ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"), refused
+    finally:
+        admin.delete_topics([undeclared])[undeclared].result(timeout=30)
+    # ... and the pipeline still flows under those ACLs
+    kept = flow.insert_order(cfg, "mariadb", 104, Decimal("3.21"), "EUR", f"acl-{secrets.token_hex(2)}")
+    client = bigquery.client(cfg)
+    flow.wait_for(
+        lambda: flow.changelog_events(client, "payments_raw.payments_payments_orders", kept) or None,
+        WAREHOUSE_TIMEOUT_S,
+        f"order {kept} in the changelog",
+    )
+
+
 def test_second_plan_is_empty(deployed: DeployedStack) -> None:
     import json
 
@@ -249,15 +278,50 @@ def _run_dir_secrets(deployed: DeployedStack) -> set[str]:
     return found - {"datapipe_admin", "postgres", "debezium"}
 
 
-def test_no_secret_in_synthesized_json_state_or_logs(deployed: DeployedStack) -> None:
+def test_no_secret_in_any_artifact_cli_output_or_rest_response(deployed: DeployedStack) -> None:
+    """The secret scan: every generated password and key of the run, searched for in the synthesized JSON, the
+    encrypted states, every log, the executed notebooks (when the notebook tests ran before), the CLI's outputs
+    and Connect's REST responses."""
+    import json
+
     values = _run_dir_secrets(deployed)
     assert values, "no generated secrets found in the run dir"
-    states = list((deployed.cfg.run_dir / "terraform").glob("*.tfstate"))
+    run_dir = deployed.cfg.run_dir
+    states = list((run_dir / "terraform").glob("*.tfstate"))
     assert states, "no Terraform state in the run dir"
-    files = [*deployed.out.rglob("*.json"), *states, *(deployed.cfg.run_dir / "logs").glob("*.log")]
-    for path in files:
-        text = path.read_text(errors="replace")
+    texts: dict[str, str] = {}
+    for path in [
+        *deployed.out.rglob("*.json"),
+        *deployed.out.rglob("*.log"),
+        *states,
+        *(run_dir / "logs").glob("*.log"),
+        *(run_dir / "manifests").glob("*.json"),
+        *(p for p in (run_dir / "artifacts").rglob("*") if p.is_file() and p.suffix in (".ipynb", ".json", ".txt", ".html")),
+    ]:
+        texts[str(path)] = path.read_text(errors="replace")
+    app = ["--app", str(EXAMPLE_APP)]
+    for args in (
+        ("access", "--out", str(deployed.out), "--json", "--all"),
+        ("worker-secrets", "--out", str(deployed.out), "--json"),
+        ("catalog", "--local", *app),
+        ("lineage", "--local", *app),
+        ("compact", "--local", *app, "--out", str(deployed.out), "--json"),
+        ("local", "status", "--json"),
+    ):
+        done = datapipe(*args)
+        texts[f"datapipe {' '.join(args)}"] = done.stdout + done.stderr
+    client = deployed.connect()
+    status, listed = client.call("GET", "/connectors?expand=info&expand=status")
+    assert status == 200
+    texts["GET /connectors?expand=info&expand=status"] = json.dumps(listed)
+    for name in deployed.connector_names():
+        for path in (f"/connectors/{name}", f"/connectors/{name}/config", f"/connectors/{name}/tasks"):
+            status, body = client.call("GET", path)
+            assert status == 200, (path, status)
+            texts[f"GET {path}"] = json.dumps(body)
+    assert any("artifacts" in where for where in texts) or not (run_dir / "artifacts").exists()
+    for where, text in texts.items():
         leaked = [value[:4] + "…" for value in values if value in text]
-        assert not leaked, f"{path} contains generated secrets ({len(leaked)}): {leaked}"
+        assert not leaked, f"{where} contains generated secrets ({len(leaked)}): {leaked}"
     for state in states:
         assert '"encrypted_data"' in state.read_text(), f"{state} is not encrypted"

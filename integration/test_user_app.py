@@ -24,7 +24,7 @@ APP = '''
 """Shop: orders in PostgreSQL (composite key), stock in MariaDB; one warehouse for the ops team."""
 from datetime import timedelta
 
-from cdktf import App
+from datapipe_cdk import App
 
 from datapipe_cdk import (BigQuerySink, CdcSource, Classification, Column, ColumnType, ConnectCluster,
                           DataPipelineStack, GcpProject, KafkaCluster, MicroWarehouse, Principal, Table)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdktf import App
-
 from datapipe_cdk import (
+    App,
     BigQuerySink,
     CdcSource,
     Classification,

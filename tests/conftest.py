@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cdktf import App, Testing
 
 from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, Principal
+from datapipe_cdk._cdk import App, Testing
 from datapipe_cdk.governance import opt_out
 
 from .schema_conformance import conformance_errors

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cdktf import App, TerraformVariable
 from constructs import Construct
 
 from datapipe_cdk import (
@@ -23,6 +22,7 @@ from datapipe_cdk import (
     Principal,
     Table,
 )
+from datapipe_cdk._cdk import App, TerraformVariable
 from datapipe_cdk._core import path_of
 from datapipe_cdk.manifest import VERSION, Manifest, ManifestError
 

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cdktf import Testing as CdktfTesting
+
+from datapipe_cdk._cdk import Testing as CdktfTesting
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).with_name("golden")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from cdktf import App, TerraformStack
 from constructs import Construct
 
 from datapipe_cdk import CdcSource, Column, ColumnType, DatapipeError, DataPipelineStack, StreamingTopic, Table
+from datapipe_cdk._cdk import App, TerraformStack
 from datapipe_cdk.governance import opt_out
 from datapipe_cdk.providers._base import Resource, logical_id
 from datapipe_cdk.providers.kafka import Topic

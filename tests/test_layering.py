@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "datapipe_cdk"
 # Lower number = lower layer. A module may import only modules of its own or a lower layer.
 LAYERS: dict[str, int] = {
     "errors": 0, "units": 0, "principal": 0, "settings": 0, "manifest": 0, "_toolchain": 0,
-    "plan": 0, "compactor": 0,
+    "plan": 0, "compactor": 0, "_cdk": 0, "heartbeat": 0,
     "local": 0,  # the local stack's launcher: standard library only at import time
     "_core": 1, "_validate": 1, "target": 1, "worker_secrets": 1, "connect_api": 1,
     "providers": 2,
-    "schema": 3, "sql": 3, "acl": 3, "typemap": 4, "compaction": 4, "topic": 4,
+    "schema": 3, "sql": 3, "acl": 3, "typemap": 4, "compaction": 4, "freshness": 4, "topic": 4,
     "source": 5, "dataset": 5, "sink": 6, "warehouse": 7,
     "governance": 8,
     "stack": 9,

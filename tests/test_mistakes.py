@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cdktf import App
 
 from datapipe_cdk import (
     CdcSource,
@@ -30,6 +29,7 @@ from datapipe_cdk import (
     StreamingTopic,
     Table,
 )
+from datapipe_cdk._cdk import App
 from datapipe_cdk.cli import USAGE, main
 from datapipe_cdk.teamspec import compile_teams
 
@@ -264,7 +264,7 @@ def test_a_team_file_naming_a_stack_the_app_does_not_have_fails_at_its_line(tmp_
         ("x = 1\n", "defines no build(outdir) function; add `def build(outdir: str) -> App:` returning your cdktf App"),
         ("def build():\n    pass\n", "build must take one argument, the output directory: def build(outdir: str) -> App"),
         ("def build(outdir):\n    return None\n", "build(outdir) returned NoneType, not a cdktf App; end it with `return app`"),
-        ("from cdktf import App\ndef build(outdir):\n    return App(outdir=outdir)\n",
+        ("from datapipe_cdk import App\ndef build(outdir):\n    return App(outdir=outdir)\n",
          "build(outdir) created no DataPipelineStack; add at least one stack to the app"),
     ],
 )  # fmt: skip
@@ -279,7 +279,8 @@ def test_a_broken_app_file_gets_one_clear_error(tmp_path: Path, capsys, source: 
 def test_an_app_that_ignores_outdir_is_refused(tmp_path: Path, capsys):
     app = tmp_path / "app.py"
     app.write_text(
-        "from cdktf import App\nfrom tests.conftest import make_stack\ndef build(outdir):\n    return make_stack().node.scope\n"
+        "from datapipe_cdk import App\nfrom tests.conftest import make_stack\n"
+        "def build(outdir):\n    return make_stack().node.scope\n"
     )
     assert main(["synth", "--app", str(app), "--out", str(tmp_path / "out")]) == 1
     assert "build(outdir) ignored outdir" in capsys.readouterr().err

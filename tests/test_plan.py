@@ -106,7 +106,7 @@ def config(**changes: Any) -> dict[str, Any]:
     """The source connector's config with ``changes`` (``snapshot_mode`` for ``snapshot.mode``)."""
     found = values(SOURCE)["config"]
     found.update({key.replace("__", ".").replace("_", "."): value for key, value in changes.items()})
-    return found
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def change(
@@ -335,8 +335,19 @@ def test_a_source_replaced_under_the_same_name_keeps_its_offsets():
         (
             {"table__include__list": "payments\\.orders,payments\\.refunds,payments\\.accounts,payments\\.chargebacks"},
             "new-table-needs-snapshot",
+            "table.include.list adds payments.chargebacks: Debezium streams its new changes; datapipe deploy then requests "
+            "an incremental snapshot of it only (execute-snapshot signal in payments.debezium_signal), the other tables "
+            "are not re-read",
+        ),
+        (
+            {
+                "table__include__list": "payments\\.orders,payments\\.refunds,payments\\.accounts,payments\\.chargebacks",
+                "signal__data__collection": None,
+            },  # a source without a signal channel
+            "new-table-needs-snapshot",
             "table.include.list adds payments.chargebacks: Debezium streams its new changes but does not snapshot its "
-            "existing rows; send an incremental snapshot (execute-snapshot signal) for it",
+            "existing rows; send an incremental snapshot (execute-snapshot signal) for it; restarts, resuming from its "
+            "offsets (signal.data.collection change)",
         ),
         (
             {"message__key__columns": "payments.orders:id,account_id;payments.refunds:id;payments.accounts:id"},

@@ -122,6 +122,7 @@ def test_sink_casts_what_kcbq_would_convert_lossily_per_topic():
     assert source_config["column.include.list"].split(",") == [
         *(rf"shop\.all\.{c.name}" for c in table.columns),
         r"shop\.keys\.id",
+        *(rf"shop\.debezium_signal\.{c}" for c in ("id", "type", "data")),  # the signal table's, see CdcSource
     ]
 
 

@@ -1,10 +1,13 @@
-"""Run the local-bigquery emulator with the one insertAll behaviour of BigQuery it lacks (run by its venv's Python).
+"""Run the local-bigquery emulator with two fixes of ours (run by its venv's Python), then its own command line.
 
-BigQuery's ``tabledata.insertAll`` takes a TIMESTAMP as text or as a number of seconds since the epoch.
-KCBQ writes the time it inserted each row (``_kafka.insertTime``) as such a number; local-bigquery 0.4.0
-stores NULL for it inside a RECORD. Compaction and the latest-state views select recent changes by that
-time, so this converts numeric TIMESTAMP values (at any depth) to the RFC 3339 text BigQuery would store,
-then starts the emulator's own command line unchanged. Nothing else is altered.
+1. BigQuery's ``tabledata.insertAll`` takes a TIMESTAMP as text or as a number of seconds since the epoch.
+   KCBQ writes the time it inserted each row (``_kafka.insertTime``) as such a number; local-bigquery 0.4.0
+   stores NULL for it inside a RECORD. Compaction and the latest-state views select recent changes by that
+   time, so numeric TIMESTAMP values (at any depth) become the RFC 3339 text BigQuery would store.
+2. KCBQ 2.0.0-alpha asks ``tables.get`` before every single record it writes; the emulator answers from its
+   catalog in tens to hundreds of milliseconds, which made it the local stack's bottleneck. Answers are kept
+   for one second and dropped at once by any change to any table (so Terraform never reads a stale schema;
+   ``numRows`` may lag a second, as BigQuery's lags its streaming buffer).
 
 Usage (as ``datapipe local up`` starts it): ``<emulator venv>/bin/python bigquery_fidelity.py serve --host ...``
 """
@@ -12,6 +15,8 @@ Usage (as ``datapipe local up`` starts it): ``<emulator venv>/bin/python bigquer
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,8 +75,50 @@ def _patch() -> None:
     tabledata.insert_all = insert_all
 
 
+TABLE_ANSWER_TTL_S = 1.0
+_MUTATIONS = ("record", "_store", "forget", "rename", "create", "update", "evolve", "write", "delete", "annotate", "refreshed")
+
+
+def _cache_table_answers() -> None:
+    from local_bigquery.catalog import tables
+
+    answers: dict[tuple[Any, ...], tuple[float, Any]] = {}
+    lock = threading.Lock()
+    original_get = tables.get
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        key = (*args, *sorted(kwargs.items()))
+        now = time.monotonic()
+        with lock:
+            hit = answers.get(key)
+        if hit is not None and now - hit[0] < TABLE_ANSWER_TTL_S:
+            return hit[1]
+        value = original_get(*args, **kwargs)
+        with lock:
+            answers[key] = (now, value)
+        return value
+
+    def dropping(change: Any) -> Any:
+        def changed(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                answers.clear()
+            try:
+                return change(*args, **kwargs)
+            finally:
+                with lock:
+                    answers.clear()
+
+        return changed
+
+    tables.get = get
+    for name in _MUTATIONS:
+        if hasattr(tables, name):
+            setattr(tables, name, dropping(getattr(tables, name)))
+
+
 if __name__ == "__main__":
     _patch()
+    _cache_table_answers()
     from local_bigquery.cli import main
 
     sys.exit(main(sys.argv[1:]))

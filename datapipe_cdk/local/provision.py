@@ -8,7 +8,12 @@ source's CDC login with exactly what Debezium needs:
 * PostgreSQL: ``LOGIN REPLICATION``; ``CONNECT`` on the database, ``USAGE`` on the schema and
   ``SELECT`` on its tables (now and later); each captured table ``REPLICA IDENTITY FULL`` (updates and
   deletes carry every column: no unavailable TOAST values); and the publication the connector reads,
-  created and kept equal to the captured tables by the admin (the CDC login owns nothing).
+  created and kept equal to the captured tables by the admin (the CDC login owns nothing);
+* both: the heartbeat table of a source with a freshness objective (``Source.heartbeat_table``), with
+  ``SELECT``, ``INSERT`` and ``UPDATE`` for the CDC login (its ``heartbeat.action.query`` writes it);
+* both: the source's Debezium signal table (``Source.signal_table``, ``<database or schema>.debezium_signal``)
+  with ``SELECT`` and ``INSERT`` for the CDC login (Debezium writes its incremental-snapshot watermarks
+  there); on PostgreSQL it is also in the publication (signals are read from the WAL).
 
 Every Kafka user the app grants topics to gets SCRAM credentials, and every worker secret the manifest
 lists is written into the local worker's secrets directory (mode 600).
@@ -37,6 +42,8 @@ from datapipe_cdk.manifest import Manifest, Source, WorkerSecret
 LOCAL_ACCESS_TOKEN = "local-emulator"
 """What the local provider sends as its Google token: the emulator accepts any bearer token."""
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+SIGNAL_TABLE_COLUMNS = "id VARCHAR(42) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048) NULL"
+"""Debezium's signal table layout (its documented ``CREATE TABLE debezium_signal``)."""
 
 
 class ProvisionError(RuntimeError):
@@ -111,8 +118,32 @@ def _provision_mariadb(cfg: StackConfig, source: Source, login: CdcLogin) -> Non
             cur.execute(f"ALTER USER '{user}'@'{cfg.host}' IDENTIFIED BY %s", (login.password,))
             cur.execute(f"GRANT RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'{cfg.host}'")
             cur.execute(f"GRANT SELECT ON `{database}`.* TO '{user}'@'{cfg.host}'")
+            if (signal := _signal_table(source)) is not None:
+                table = f"`{signal[0]}`.`{signal[1]}`"
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({SIGNAL_TABLE_COLUMNS})")
+                cur.execute(f"GRANT SELECT, INSERT ON {table} TO '{user}'@'{cfg.host}'")
+            if (beat := _heartbeat_table(source)) is not None:
+                table = f"`{beat[0]}`.`{beat[1]}`"
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY, beat TIMESTAMP(6) NOT NULL)")
+                cur.execute(f"GRANT SELECT, INSERT, UPDATE ON {table} TO '{user}'@'{cfg.host}'")
     finally:
         conn.close()
+
+
+def _heartbeat_table(source: Source) -> tuple[str, str] | None:
+    """(schema or database, table) of the heartbeat table a freshness objective adds; None without one."""
+    if not source.heartbeat_table:
+        return None
+    namespace, _, table = source.heartbeat_table.partition(".")
+    return _identifier(namespace, "heartbeat table schema"), _identifier(table, "heartbeat table")
+
+
+def _signal_table(source: Source) -> tuple[str, str] | None:
+    """(schema or database, table) of the source's signal table; None for a manifest without one."""
+    if not source.signal_table:
+        return None
+    namespace, _, table = source.signal_table.partition(".")
+    return _identifier(namespace, "signal table schema"), _identifier(table, "signal table")
 
 
 def _provision_postgres(cfg: StackConfig, source: Source, login: CdcLogin) -> None:
@@ -143,11 +174,22 @@ def _provision_postgres(cfg: StackConfig, source: Source, login: CdcLogin) -> No
                 sql.Identifier(schema), sql.Identifier(user)
             )
         )
+        if (signal := _signal_table(source)) is not None:
+            table = sql.Identifier(*signal)
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (" + SIGNAL_TABLE_COLUMNS + ")").format(table))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(table, sql.Identifier(user)))
+        if (beat := _heartbeat_table(source)) is not None:
+            table = sql.Identifier(*beat)
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, beat timestamptz NOT NULL)").format(table)
+            )
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(table, sql.Identifier(user)))
 
 
 def prepare_captured_tables(cfg: StackConfig, source: Source, publication: str | None) -> None:
-    """PostgreSQL: every captured table exists, is ``REPLICA IDENTITY FULL``, and is exactly what the
-    source's publication holds (created or changed by the admin, so the CDC login needs no ownership)."""
+    """PostgreSQL: every captured table exists, is ``REPLICA IDENTITY FULL``, and is (with the signal table)
+    exactly what the source's publication holds (created or changed by the admin, so the CDC login needs no
+    ownership)."""
     if not source.is_postgres:
         return
     from psycopg import sql
@@ -167,7 +209,8 @@ def prepare_captured_tables(cfg: StackConfig, source: Source, publication: str |
             conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(table))
         if publication is None:
             return
-        listed = sql.SQL(", ").join(tables)
+        signal = _signal_table(source)
+        listed = sql.SQL(", ").join([*tables, *([sql.Identifier(*signal)] if signal else [])])
         if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(publication), listed))
         else:

@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import jsii
-from cdktf import (
+from constructs import Construct
+
+from .._cdk import (
     ITerraformDependable,
     TerraformElement,
     TerraformProvider,
@@ -25,8 +27,6 @@ from cdktf import (
     TerraformResource,
     TerraformStack,
 )
-from constructs import Construct
-
 from .._core import note_child, path_of, pipeline_of, remember_path
 
 _TEMPLATE = re.compile(r"(?<!\$)\$\{(?!TfToken\[|Token\[)|(?<!%)%\{")

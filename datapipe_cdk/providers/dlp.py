@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdktf import ITerraformDependable
 from constructs import Construct
 
+from .._cdk import ITerraformDependable
 from ._base import Resource
 
 

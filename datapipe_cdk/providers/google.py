@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdktf import ITerraformDependable
 from constructs import Construct
 
+from .._cdk import ITerraformDependable
 from ._base import Provider, Resource
 
 
@@ -251,6 +251,44 @@ class BigqueryDataTransferConfig(Resource):
                 "location": location,
                 "schedule": schedule,
                 "service_account_name": service_account_name,
+                "project": project,
+            },
+            depends_on=depends_on,
+        )
+
+
+class MonitoringAlertPolicy(Resource):
+    """A Cloud Monitoring alert policy (here: on log entries matching a filter)."""
+
+    TYPE = "google_monitoring_alert_policy"
+    PROVIDER = "google"
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        display_name: str,
+        combiner: str,
+        conditions: Sequence[Mapping[str, Any]],
+        notification_channels: Sequence[str] | None = None,
+        alert_strategy: Mapping[str, Any] | None = None,
+        documentation: Mapping[str, str] | None = None,
+        severity: str | None = None,
+        project: str | None = None,
+        depends_on: Sequence[ITerraformDependable] | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            {
+                "display_name": display_name,
+                "combiner": combiner,
+                "conditions": [dict(c) for c in conditions],
+                "notification_channels": list(notification_channels) if notification_channels else None,
+                "alert_strategy": [dict(alert_strategy)] if alert_strategy else None,
+                "documentation": [dict(documentation)] if documentation else None,
+                "severity": severity,
                 "project": project,
             },
             depends_on=depends_on,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from cdktf import ITerraformDependable
 from constructs import Construct
 
+from .._cdk import ITerraformDependable
 from ._base import Provider, Resource
 
 

@@ -44,14 +44,17 @@ def latency_distribution(latencies: pd.DataFrame, directory: Path, target_s: flo
     return _save(fig, directory, "latency_distribution")
 
 
-def latency_over_time(latencies: pd.DataFrame, directory: Path, target_s: float = 3.0) -> Path:
-    """Latency of every marker (or observed change) against its commit time, one series per stage."""
+def latency_over_time(latencies: pd.DataFrame, directory: Path, target_s: float = 3.0, objective_s: float | None = None) -> Path:
+    """Latency of every marker (or observed change) against its commit time, one series per stage; the
+    table's freshness objective as a line when it declares one."""
     fig, axis = plt.subplots(figsize=(11, 4))
     for stage in STAGES:
         part = latencies[latencies["stage"] == stage].dropna(subset=["latency_s"])
         if len(part):
             axis.plot(part["committed_at"], part["latency_s"], marker="o", markersize=3, linewidth=1, label=stage)
     axis.axhline(target_s, color="red", linestyle="--", linewidth=1, label=f"target {target_s:g} s")
+    if objective_s is not None:
+        axis.axhline(objective_s, color="purple", linestyle=":", linewidth=1.5, label=f"freshness objective {objective_s:g} s")
     axis.set_xlabel("commit time (UTC)")
     axis.set_ylabel("latency (s)")
     axis.set_title("Latency over time (by source commit)")

@@ -8,7 +8,8 @@ declared column type before comparing, so a difference is a real one:
 * TIME compares in microseconds (the view's ``<column>__micros``: durations past a day included);
 * DATETIME as a naive date-time, TIMESTAMP as an instant in UTC, DATE as a date;
 * JSON as its text, INTERVAL as (years, months, days, hours, minutes, seconds);
-* PostgreSQL text-like types (uuid, inet, json, ...) as the server prints them.
+* PostgreSQL text-like types (uuid, inet, json, ...) as the server prints them;
+* a NULL array as an empty one (BigQuery cannot store a NULL ARRAY: it reads back as ``[]``).
 
 Masked and hashed columns are not compared (the source holds the clear value); they are listed as
 skipped with the reason. Keys are compared as tuples, so composite keys work; a key in the view but not
@@ -141,10 +142,11 @@ def _number(value: Any) -> Decimal | None:
         return None
 
 
-def canonical(kind: str | None, value: Any, *, float32: bool = False) -> Any:
-    """One comparable value of a declared column type (``None`` stays ``None``)."""
+def canonical(kind: str | None, value: Any, *, float32: bool = False, repeated: bool = False) -> Any:
+    """One comparable value of a declared column type (``None`` stays ``None``, except that a NULL array is
+    an empty one: BigQuery stores and returns a NULL ARRAY as ``[]``)."""
     if value is None:
-        return None
+        return [] if repeated else None
     if kind == "INTERVAL":
         return _interval(value)
     if isinstance(value, list):
@@ -241,6 +243,7 @@ def reconcile(
         raise ReconcileError(f"{pipe.label}: key column(s) {missing_key} not readable on both sides")
     columns = list(dict.fromkeys([*key, *compared]))
     kinds = {name: declared[name].type for name in columns}
+    arrays = {name for name in columns if declared[name].repeated}
     floats = {name for name in columns if present[name].data_type in _FLOAT32_TYPES}
 
     source_sql = "SELECT {} FROM {}".format(
@@ -262,7 +265,9 @@ def reconcile(
         found: dict[tuple[Any, ...], list[Any]] = {}
         twice = []
         for row in rows:
-            values = [canonical(kinds[c], v, float32=c in floats) for c, v in zip(columns, row, strict=True)]
+            values = [
+                canonical(kinds[c], v, float32=c in floats, repeated=c in arrays) for c, v in zip(columns, row, strict=True)
+            ]
             k = tuple(values[: len(key)])
             if k in found:
                 twice.append(k)

@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from cdktf import App, Testing
-
 from datapipe_cdk import (
     BigQuerySink,
     CdcSource,
@@ -23,6 +21,7 @@ from datapipe_cdk import (
     Principal,
     Table,
 )
+from datapipe_cdk._cdk import App, Testing
 from datapipe_cdk.governance import Governance
 
 OWNER = Principal.group("data-eng@acme.com")

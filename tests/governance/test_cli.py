@@ -24,7 +24,7 @@ def failing_app(tmp_path) -> str:
     app = tmp_path / "app.py"
     app.write_text(
         textwrap.dedent("""
-        from cdktf import App
+        from datapipe_cdk._cdk import App
         from tests.governance.helpers import make_sink, make_source, make_stack
 
         def build(outdir):

@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from cdktf import App
 
 from datapipe_cdk import (
     AclOperation,
@@ -20,6 +19,7 @@ from datapipe_cdk import (
     ResourceType,
     StreamingTopic,
 )
+from datapipe_cdk._cdk import App
 from datapipe_cdk.governance import Governance, PiiDatasetRetention, Policy, Violation, inventory, opt_out
 from datapipe_cdk.providers.google import ProjectIamMember
 from datapipe_cdk.stack import DataPipelineStack

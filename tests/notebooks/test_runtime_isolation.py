@@ -12,13 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("datapipe_cdk.runtime", "confluent_kafka", "pandas", "google.cloud.bigquery", "matplotlib", "pymysql", "psycopg")
-RUNTIME = (
-    "datapipe_cdk.runtime.manifest",
-    "datapipe_cdk.runtime.quality",
-    "datapipe_cdk.runtime.latency",
-    "datapipe_cdk.runtime.observe",
-    "datapipe_cdk.runtime.writes",
+RUNTIME = tuple(
+    f"datapipe_cdk.runtime.{path.stem}"
+    for path in sorted((ROOT / "datapipe_cdk" / "runtime").glob("*.py"))
+    if path.stem != "__init__"
 )
+"""Every runtime module: none may load the CDK (notebooks and CLI checks stay light)."""
 
 
 def test_import_datapipe_cdk_loads_no_runtime_dependency() -> None:
@@ -31,7 +30,7 @@ def test_runtime_helpers_do_not_start_cdktf() -> None:
     """Notebook kernels import the runtime only: no cdktf, no jsii, no Node.js child process."""
     probe = (
         f"import sys, importlib\nfor m in {RUNTIME!r}: importlib.import_module(m)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'jsii', 'constructs')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cdktf', 'cdktn', 'jsii', 'constructs')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
@@ -63,7 +62,7 @@ def test_the_runtime_reads_a_manifest_without_the_checkout(tmp_path: Path) -> No
         "from datapipe_cdk.runtime.manifest import load_manifest, find_project_dir\n"
         "m = load_manifest(None, manifest_path='orders.manifest.json')\n"
         "print(datapipe_cdk.__file__, m.stack, m.target, find_project_dir(),"
-        " any(n.split('.')[0] in ('cdktf', 'jsii') for n in sys.modules))"
+        " any(n.split('.')[0] in ('cdktf', 'cdktn', 'jsii') for n in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPE_")}
     env["PYTHONPATH"] = str(site)
