@@ -104,8 +104,10 @@ class GcpProject:
             call it instead of Google's.
         manage_iam: create what only real Google Cloud serves (service accounts, project IAM, DLP).
             ``False`` with an emulator.
-        allowed_domains: the e-mail domains whose users and groups may be granted access to data
-            holding PII (policy ``pii-reader-domains``). Empty means: only what the policy's opt-outs allow.
+        allowed_domains: the e-mail domains whose users, groups and domains may be granted access. When
+            set, every dataset and project grant must stay inside them (policy ``allowed-domains``; the
+            project's own service accounts count as inside), and data holding PII may only be read by
+            them (policy ``pii-readers``, which needs them). Empty: no domain rule outside PII.
         alert_channels: Cloud Monitoring notification channels (``projects/<p>/notificationChannels/<id>``)
             that freshness alert policies notify.
     """

@@ -104,6 +104,24 @@ _OWNED_PREFIXES = (
 )  # fmt: skip
 
 
+# Settings that would silently defeat masking or lose events; refused in extra_config whatever the value
+# (a value in the mapping is the one safe value, which is allowed).
+_UNSAFE_KEYS: dict[str, tuple[str | None, str]] = {
+    "include.query": (
+        "false",
+        "it copies each change's SQL statement, values of masked and excluded columns included, into every event",
+    ),
+    "event.processing.failure.handling.mode": ("fail", "events that fail to process would be skipped or only logged: lost"),
+    "inconsistent.schema.handling.mode": ("fail", "events of tables with an unknown schema would be skipped: lost"),
+    "errors.tolerance": ("none", "records that fail in a converter or transform would be dropped: lost"),
+    "snapshot.select.statement.overrides": (
+        None,
+        "a custom snapshot query can put any column, masked or not, under any declared column's name",
+    ),
+}
+_UNSAFE_PREFIXES = ("snapshot.select.statement.overrides.",)
+
+
 class CdcSource(PipelineConstruct):
     """A database captured by Debezium 3.x into one Kafka topic per table.
 
@@ -340,7 +358,7 @@ class CdcSource(PipelineConstruct):
 
     def _grant_connect(self) -> list[KafkaAcl]:
         """Exactly what the connector's clients do: Write+Describe on each declared topic, and for the
-        schema history (MySQL/MariaDB) Read/Write/Describe on its topic, Read on its consumer group and
+        schema history (MySQL/MariaDB) Read/Write/Describe/DescribeConfigs on its topic, Read on its consumer group and
         Describe/DescribeConfigs on the cluster (Debezium checks the history topic's settings)."""
         worker = self.pipeline.connect.principal
         acls = [
@@ -349,7 +367,8 @@ class CdcSource(PipelineConstruct):
             for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
         ]
         if self.history_topic is not None:
-            for op in (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE):
+            history_ops = (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS)
+            for op in history_ops:  # DescribeConfigs: Debezium checks the history topic's retention at start
                 acls.append(KafkaAcl.ensure(self, worker, ResourceType.TOPIC, self.history_topic.name, op))
             acls.append(
                 KafkaAcl.ensure(self, worker, ResourceType.GROUP, f"{self.topic_prefix}-schemahistory", AclOperation.READ)
@@ -435,6 +454,15 @@ def _checked_extra_config(path: str, extra_config: object) -> dict[str, str]:
                 f"extra_config must not set {key!r}: CdcSource writes it from its typed arguments (engine, host, port, "
                 "database, schema, username, tables, topic_prefix, snapshot_mode, heartbeat, masked/hashed/excluded, "
                 "server_id); set the argument instead",
+                key,
+            )
+        rule = _UNSAFE_KEYS.get("snapshot.select.statement.overrides" if key.startswith(_UNSAFE_PREFIXES) else key)
+        if rule is not None and value.strip().lower() != rule[0]:
+            safe, why = rule
+            raise DatapipeError(
+                path,
+                f"extra_config must not set {key!r} to {value!r}: {why}"
+                + (f"; only {safe!r} is allowed" if safe is not None else "; it is not allowed"),
                 key,
             )
         if _SECRET_WORDS.search(key.lower()) and not _PROVIDER_REFERENCE.match(value):

@@ -175,13 +175,15 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
 
     path = Path(file)
     name = display or str(file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DatapipeError(name, f"cannot read team file ({error.strerror})", str(file)) from None
+    text = _read(path, name)
     try:
         loader = _loader()(text)
         root = loader.get_single_node()
+        if root is None:
+            raise DatapipeError(f"{name}:1", "a team file must be a mapping with team, stack, owners and tables", "")
+        lines: dict[tuple[str | int, ...], int] = {}
+        _index(name, root, (), lines)
+        data = loader.construct_document(root)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -190,11 +192,8 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
         if context is not None and context.line + 1 != line:
             problem += f" ({getattr(error, 'context', None) or 'started'} at line {context.line + 1})"
         raise DatapipeError(f"{name}:{line}", f"is not valid YAML: {problem}", _line_text(text, line)) from None
-    if root is None:
-        raise DatapipeError(f"{name}:1", "a team file must be a mapping with team, stack, owners and tables", "")
-    lines: dict[tuple[str | int, ...], int] = {}
-    _index(name, root, (), lines)
-    data = loader.construct_document(root)
+    except (TypeError, RecursionError) as error:  # e.g. a list used as a mapping key
+        raise DatapipeError(f"{name}:1", f"is not a plain YAML mapping of text, numbers and lists ({error})", "") from None
     spec = TeamSpec(name, data, lines)
     _validate(spec)
     return spec
@@ -338,7 +337,7 @@ def compile_teams(stack: DataPipelineStack, directory: str | Path, *, deletion_p
     if not folder.is_dir():
         raise DatapipeError(str(folder), "team directory does not exist", str(folder))
     result = []
-    specs = [load(file, display=_display(file)) for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]
+    specs = [load(file, display=_display(file)) for file in _team_files(folder)]
     for spec in specs:
         if spec.stack == stack.node.id:
             result.append(compile_team(stack, spec, deletion_protection=deletion_protection))
@@ -347,6 +346,24 @@ def compile_teams(stack: DataPipelineStack, directory: str | Path, *, deletion_p
         stack.app_claims[key] = path_of(stack)
         Governance.of(stack).checks.append(lambda: _unknown_stacks(stack, specs))
     return result
+
+
+def _team_files(folder: Path) -> list[Path]:
+    """The team files of ``folder``: every ``*.yaml`` / ``*.yml`` (any case). Anything else but hidden files and
+    READMEs is refused, so a file named ``team.yaml.txt`` or a subfolder never leaves a warehouse silently uncreated."""
+    files = []
+    for entry in sorted(folder.iterdir()):
+        if entry.suffix.lower() in (".yaml", ".yml"):
+            files.append(entry)
+        elif not entry.name.startswith(".") and not entry.name.upper().startswith("README"):
+            what = "folder" if entry.is_dir() else "file"
+            raise DatapipeError(
+                _display(entry),
+                f"not a team file: the team directory holds only *.yaml / *.yml team files (and READMEs); "
+                f"rename this {what} to <team>.yaml or move it out of {folder}",
+                entry.name,
+            )
+    return files
 
 
 def _check_pii_approval(spec: TeamSpec, data: Mapping[str, Any], sinks: Mapping[str, Any]) -> None:
@@ -439,12 +456,48 @@ def _index(file: str, node: Any, path: tuple[str | int, ...], lines: dict[tuple[
             _index(file, item, (*path, i), lines)
 
 
+MAX_TEAM_FILE_BYTES = 256 * 1024
+"""A team file larger than this is refused (a warehouse declaration is a few kilobytes)."""
+
+
+def _read(path: Path, name: str) -> str:
+    """The text of a team file: a regular file (not a symlink, which could point at any file the
+    process can read, e.g. secrets printed back in an error), at most ``MAX_TEAM_FILE_BYTES``, plain text."""
+    if path.is_symlink() or not path.is_file():
+        raise DatapipeError(
+            name,
+            "a team file must be a regular file in the team directory, not a symlink or a special file "
+            "(its content would come from elsewhere); commit the file itself",
+            str(path),
+        )
+    size = path.stat().st_size
+    if size > MAX_TEAM_FILE_BYTES:
+        raise DatapipeError(name, f"team file is {size} bytes, more than the limit of {MAX_TEAM_FILE_BYTES}", size)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DatapipeError(name, f"cannot read team file ({error.strerror})", str(path)) from None
+    except UnicodeDecodeError as error:
+        raise DatapipeError(name, f"a team file must be UTF-8 text (byte {error.start} is not)", "") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if any(ord(c) < 32 and c != "\t" for c in line) or "\x7f" in line:
+            raise DatapipeError(f"{name}:{number}", "a team file must be plain text: this line holds control characters", "")
+    return text
+
+
 def _loader() -> Any:
-    """A safe loader that keeps timestamps as text (the schema, not YAML, decides what a time is)."""
+    """A safe loader that keeps timestamps as text (the schema, not YAML, decides what a time is) and
+    refuses aliases (``*name``): a few lines of nested aliases expand to billions of nodes."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases (*{event.anchor}) are not allowed in team files: write the value out", event.start_mark
+                )
+            return super().compose_node(parent, index)
 
     Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
     return Loader

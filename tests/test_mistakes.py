@@ -195,6 +195,26 @@ def test_extra_config_may_not_override_what_the_construct_owns_or_carry_a_secret
     assert source.connector.attributes["config"]["database.ssl.truststore.password"] == "$" + reference
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("include.query", "true", "copies each change's SQL statement, values of masked and excluded columns included"),
+        ("event.processing.failure.handling.mode", "skip", "would be skipped or only logged: lost"),
+        ("errors.tolerance", "all", "would be dropped: lost"),
+        ("snapshot.select.statement.overrides", "shop.orders", "a custom snapshot query"),
+        ("snapshot.select.statement.overrides.shop.orders", "SELECT id, password AS email FROM shop.users", "a custom snapshot"),
+    ],
+)
+def test_extra_config_that_would_defeat_masking_or_lose_events_is_refused(stack, key, value, why):
+    message = _error(lambda: _source(stack, extra_config={key: value}))
+    assert message.startswith(f"test/shop-db: extra_config must not set {key!r} to {value!r}: ") and why in message
+
+
+def test_the_safe_value_of_a_guarded_setting_is_accepted(stack):
+    source = _source(stack, extra_config={"include.query": "false", "errors.tolerance": "none"})
+    assert source.connector.attributes["config"]["errors.tolerance"] == "none"
+
+
 # --- arguments -------------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .._core import PipelineStack
 
 _PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+_PUBLIC_KAFKA_USERS = ("*", "ANONYMOUS")
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,20 @@ class NoPublicPrincipals(Policy):
                     f"{member.attributes['member']} (public); grant a group or user instead",
                 )
         for acl in inventory.find(stack, KafkaAcl):
-            if acl.resource_name == "*" and acl.permission is Permission.ALLOW:
+            if acl.permission is not Permission.ALLOW:
+                continue
+            if acl.resource_name == "*":
                 yield self.violation(
                     path_of(acl),
                     f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on every "
                     f"{acl.resource_type.value} ('*'); name the resource instead",
+                )
+            if acl.principal.name in _PUBLIC_KAFKA_USERS:
+                yield self.violation(
+                    path_of(acl),
+                    f"Kafka ACL allows {acl.principal.kafka} {acl.operation.value} on {acl.resource_type.value} "
+                    f"{acl.resource_name}: {acl.principal.kafka} is every client (ANONYMOUS is any unauthenticated "
+                    "connection); grant a named Kafka user instead",
                 )
 
 
@@ -223,6 +233,50 @@ class PiiReaders(Policy):
                         f"dataset {dataset.dataset_id} holds PII and grants {access.attributes.get('role')} to {member}: "
                         f"{problem}",
                     )
+
+
+class AllowedDomains(Policy):
+    """With ``GcpProject.allowed_domains`` set, no dataset or project grant reaches outside them: every
+    user, group and whole domain granted is of an allowed domain (service accounts of the stack's own
+    project count as inside; list another project's ``<project>.iam.gserviceaccount.com`` to allow its)."""
+
+    name = "allowed-domains"
+    description = "With GcpProject(allowed_domains=...) set, every dataset and project grant stays inside those domains"
+
+    def check(self, stack: PipelineStack) -> Iterator[Violation]:
+        allowed = [d.casefold() for d in stack.gcp.allowed_domains]
+        if not allowed:
+            return
+        own_accounts = f"@{stack.gcp.project}.iam.gserviceaccount.com"
+        for access in inventory.find(stack, BigqueryDatasetAccess):
+            member = _access_member(access.attributes)
+            if member == "?" or member in _PUBLIC_MEMBERS or "${" in member:
+                continue  # authorized views, special groups (no-public-principals), references to our own accounts
+            problem = _outside(member, allowed, own_accounts)
+            if problem:
+                dataset = getattr(access.node.scope, "dataset_id", "?")
+                yield self.violation(
+                    path_of(access), f"dataset {dataset} grants {access.attributes.get('role')} to {member}: {problem}"
+                )
+        for grant in inventory.find(stack, ProjectIamMember):
+            member = str(grant.attributes.get("member"))
+            problem = None if member in _PUBLIC_MEMBERS or "${" in member else _outside(member, allowed, own_accounts)
+            if problem:
+                yield self.violation(path_of(grant), f"project role {grant.attributes.get('role')} goes to {member}: {problem}")
+
+
+def _outside(member: str, allowed: list[str], own_accounts: str) -> str | None:
+    """Why ``member`` (``user:a@b``, ``group:...``, ``serviceAccount:...``, ``domain:b``) is outside ``allowed``."""
+    kind, _, name = member.partition(":")
+    if name.endswith(own_accounts):
+        return None
+    domain = (name if kind == "domain" else name.rpartition("@")[2]).casefold()
+    if any(domain == d or domain.endswith(f".{d}") for d in allowed):
+        return None
+    return (
+        f"{domain} is not one of GcpProject(allowed_domains=[{', '.join(allowed)}]); grant someone of an allowed domain, "
+        "add the domain there, or opt out with a reason"
+    )
 
 
 def _access_member(attributes: Mapping[str, Any]) -> str:
@@ -273,6 +327,7 @@ def default_policies() -> list[Policy]:
         PiiDatasetRetention(),
         PiiTopicRetention(),
         NoPublicPrincipals(),
+        AllowedDomains(),
         OwnerRequired(),
         ColumnsDeclared(),
         PiiReaders(),

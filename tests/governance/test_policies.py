@@ -191,6 +191,40 @@ def test_a_project_role_granted_to_the_public_is_refused():
     ]
 
 
+@pytest.mark.parametrize("name", ["ANONYMOUS"])  # "*" is refused by Principal.kafka_user itself
+def test_a_kafka_grant_to_every_client_is_refused(name):
+    stack = _masked_pipeline()
+    KafkaAcl(stack, "anon", principal=Principal.kafka_user(name), resource_type=ResourceType.TOPIC,
+             resource_name="payments.payments.orders", operation=AclOperation.READ)  # fmt: skip
+    [message] = [m for m in messages(stack) if m.startswith("test/anon:")]
+    assert f"User:{name} is every client" in message
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [Principal.user("someone@gmail.com"), Principal.domain("co.uk"),
+     Principal.service_account("x@other-proj.iam.gserviceaccount.com")],
+)  # fmt: skip
+def test_with_allowed_domains_no_grant_reaches_outside_them_pii_or_not(reader):
+    stack = _masked_pipeline()
+    team = next(c for c in stack.node.children if isinstance(c, MicroWarehouse))
+    team.grant_query(reader)
+    found = sorted(v.message for v in Governance.of(stack).violations() if v.policy == "allowed-domains")
+    assert len(found) == 2, found  # the dataset grant and the project's jobUser role that comes with it
+    address = str(reader).partition(":")[2]  # BigQuery grants a service account as user_by_email
+    assert "dataset finance grants READER to " in found[0] and address in found[0]
+    assert f"roles/bigquery.jobUser goes to {reader}" in found[1]
+    assert all("is not one of GcpProject(allowed_domains=[acme.com])" in m for m in found)
+
+
+def test_readers_of_the_allowed_domains_and_the_projects_own_accounts_pass():
+    stack = _masked_pipeline()
+    team = next(c for c in stack.node.children if isinstance(c, MicroWarehouse))
+    team.grant_query(Principal.user("ana@eu.acme.com"))
+    team.grant_query(Principal.service_account("job@acme-data.iam.gserviceaccount.com"))
+    assert "allowed-domains" not in policies_failing(stack)
+
+
 # owner-required
 
 

@@ -212,3 +212,64 @@ def test_a_team_cannot_declare_its_own_warehouse_fit_for_pii(tmp_path: Path):
     stack = _pipeline()
     warehouse = compile_team(stack, load(_write(tmp_path, approved), display="teams/team.yaml"))
     assert warehouse.dataset.holds_pii is True
+
+
+def test_a_symlinked_team_file_is_refused_and_its_target_never_printed(tmp_path: Path):
+    secret = tmp_path / "outside" / "secrets.env"
+    secret.parent.mkdir()
+    secret.write_text("DB_PASSWORD=hunter2-secret\n")
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    (teams / "evil.yaml").symlink_to(secret)
+    with pytest.raises(DatapipeError) as caught:
+        compile_teams(_pipeline(), teams)
+    assert "not a symlink" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path):
+    laughs = "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 30))
+    message = _error(tmp_path, VALID + 'a0: &a0 ["x"]\n' + laughs)
+    assert "aliases (*a0) are not allowed in team files" in message
+    assert "teams/team.yaml:22" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("x: !!python/object/apply:os.system ['touch pwned']\n", "is not valid YAML: could not determine a constructor"),
+        ("? [a, b]\n: c\n", "is not valid YAML: found unhashable key"),
+        ("note: \x00\n", "plain text"),
+    ],
+)
+def test_hostile_yaml_is_a_clear_error_naming_the_file(tmp_path: Path, extra: str, expected: str):
+    message = _error(tmp_path, VALID + extra)
+    assert message.startswith("teams/team.yaml:") and expected in message
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_an_oversized_team_file_is_refused(tmp_path: Path):
+    assert "more than the limit" in _error(tmp_path, VALID + "# " + "x" * 300_000 + "\n")
+
+
+@pytest.mark.parametrize("name", ["team.yaml.txt", "team.json", "sub"])
+def test_a_file_that_is_not_a_team_file_in_the_team_directory_is_an_error(tmp_path: Path, name: str):
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    (teams / "README.md").write_text("team files live here\n")
+    (teams / ".gitkeep").write_text("")
+    if name == "sub":
+        (teams / name).mkdir()
+        (teams / name / "t.yaml").write_text(VALID)
+    else:
+        (teams / name).write_text(VALID)
+    with pytest.raises(DatapipeError) as caught:
+        compile_teams(_pipeline(), teams)
+    assert "not a team file" in str(caught.value) and name in str(caught.value)
+
+
+def test_an_upper_case_extension_is_still_a_team_file(tmp_path: Path):
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    (teams / "team.YAML").write_text(VALID)
+    assert [w.node.id for w in compile_teams(_pipeline(), teams)] == ["fraud-analytics"]
