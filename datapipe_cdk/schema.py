@@ -183,8 +183,14 @@ class Table:
             for c in check.sequence(path, f"tables[{name!r}].columns", self.columns)
         ]
         names = [c.name for c in columns]
-        if len(set(names)) != len(names):
-            raise DatapipeError(path, f"tables[{name!r}] lists a column twice", names)
+        folded = [n.casefold() for n in names]
+        if len(set(folded)) != len(folded):
+            twice = sorted({n for n in names if folded.count(n.casefold()) > 1})
+            raise DatapipeError(
+                path, f"tables[{name!r}] lists a column twice (BigQuery column names ignore case): {', '.join(twice)}", names
+            )
+        if len(set(keys)) != len(keys):
+            raise DatapipeError(path, f"tables[{name!r}].primary_key lists a column twice; name each key column once", keys)
         if columns:
             missing = [k for k in keys if k not in names]
             if missing:

@@ -133,9 +133,44 @@ def render_user_sql(path: str, sql: str, refs: Mapping[str, str], on_ref: Callab
         on_ref(name)
         parts += [refs[name], _NEWLINE.sub("\n", text)]
     rendered = "".join(parts).strip() + "\n"
+    if (semicolon := _statement_end(rendered)) is not None:
+        line = rendered.count("\n", 0, semicolon) + 1
+        raise DatapipeError(
+            path,
+            f"view SQL line {line}: a view is one query, but a ';' ends a statement before more SQL follows; "
+            "remove the ';' and what follows it (a trailing ';' alone is fine)",
+            rendered.splitlines()[line - 1].strip(),
+        )
     if _TERRAFORM_START.search(rendered):  # only if a refs value itself carried one
         raise DatapipeError(path, "a ref() value would put Terraform template syntax into the view SQL", rendered)
     return rendered
+
+
+def _statement_end(sql: str) -> int | None:
+    """The offset of a ``;`` outside string literals, quoted names and comments that more SQL follows."""
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            i += 1
+            while i < n and sql[i] != c:
+                i += 2 if sql[i] == "\\" else 1
+        elif sql.startswith("--", i) or c == "#":
+            i = sql.find("\n", i)
+            i = n if i < 0 else i
+        elif sql.startswith("/*", i):
+            i = sql.find("*/", i + 2)
+            i = n if i < 0 else i + 1
+        elif c == ";" and _statement_end_follows(sql[i + 1 :]):
+            return i
+        i += 1
+    return None
+
+
+def _statement_end_follows(rest: str) -> bool:
+    """True when ``rest`` (what follows a ``;``) holds SQL, not only blanks, ``;`` and comments."""
+    text = re.sub(r"--[^\n]*|#[^\n]*|/\*.*?\*/", "", rest, flags=re.S)
+    return bool(text.replace(";", "").strip())
 
 
 def _refused(path: str, sql: str, start: int) -> DatapipeError:

@@ -133,6 +133,8 @@ class MicroWarehouse(PipelineConstruct):
             )
             if not chosen:
                 raise DatapipeError(path, "columns must not be empty (omit it to expose every column)", columns)
+            if len(set(chosen)) != len(chosen):
+                raise DatapipeError(path, "columns lists a column twice; name each column once", list(chosen))
             unknown = [c for c in chosen if c not in known]
             if unknown:
                 raise DatapipeError(

@@ -309,3 +309,12 @@ def test_an_app_that_ignores_outdir_is_refused(tmp_path: Path, capsys):
 def test_an_app_file_that_does_not_exist_is_a_usage_error(tmp_path: Path, capsys):
     assert main(["validate", "--app", str(tmp_path / "nope.py")]) == USAGE
     assert "not found: pass --app <file.py>" in capsys.readouterr().err
+
+
+def test_columns_differing_only_in_case_and_a_key_listed_twice_are_refused(stack):
+    twice = Table(["id"], [Column("id", ColumnType.INT64), Column("ID", ColumnType.INT64)])
+    assert "lists a column twice (BigQuery column names ignore case): ID, id" in _error(
+        lambda: _source(stack, tables={"customers": twice})
+    )
+    key_twice = Table(["id", "id"], [Column("id", ColumnType.INT64)])
+    assert "primary_key lists a column twice" in _error(lambda: _source(stack, tables={"customers": key_twice}))

@@ -331,3 +331,17 @@ def test_terraform_template_syntax_anywhere_in_a_team_file_is_refused_at_its_lin
     with pytest.raises(DatapipeError, match=r"teams/team.yaml:2: description: '\$\{' and '%\{' are Terraform template"):
         (tmp_path / "team.yaml").write_text(textwrap.dedent(described))
         load(tmp_path / "team.yaml", display="teams/team.yaml")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT 1;", "SELECT ';' AS a FROM t", "SELECT `a;b` FROM t", "SELECT 1 -- ; DROP TABLE t\n", "SELECT 1; -- done\n"],
+)
+def test_a_semicolon_in_text_comments_or_at_the_end_is_fine(sql):
+    assert _render(sql).startswith("SELECT")
+
+
+def test_a_second_statement_after_a_semicolon_is_refused_with_its_line():
+    with pytest.raises(DatapipeError) as caught:
+        _render("SELECT 1\nFROM t;\nDROP TABLE x")
+    assert "view SQL line 2: a view is one query, but a ';' ends a statement before more SQL follows" in str(caught.value)
