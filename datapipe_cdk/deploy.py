@@ -123,7 +123,9 @@ class Runner:
                 except FileNotFoundError:
                     raise DeployError("tofu not found: run `datapipe local setup` (or `make toolchain`)") from None
                 with (stack.directory / "tofu.log").open("a") as log:
-                    log.write(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}\n")
+                    # plan and state JSON carry every variable's value, sensitive ones included: never logged
+                    shown = f"({len(done.stdout)} characters of JSON, not logged)" if args[0] == "show" else done.stdout
+                    log.write(f"$ {' '.join(argv)}\n{shown}\n{done.stderr}\n")
                 if not capture:
                     for line in done.stdout.splitlines():
                         if _SUMMARY.match(line):
@@ -256,7 +258,9 @@ class Runner:
         done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", "-out=datapipe.plan"], env, capture=True)
         shown = self.tofu(stack, ["show", "-json", "datapipe.plan"], env, capture=True)
         (stack.directory / "datapipe.plan").unlink(missing_ok=True)
-        return done.returncode == 2, json.loads(shown.stdout)
+        plan = json.loads(shown.stdout)
+        plan.pop("variables", None)  # their values, secrets included: nothing downstream needs them
+        return done.returncode == 2, plan
 
 
 def _first_error(text: str) -> str:
