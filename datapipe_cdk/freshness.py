@@ -3,8 +3,9 @@
 ``CdcSource(freshness=...)`` (and ``MicroWarehouse(freshness=...)`` for the views it exposes) declares the
 objective. Synth derives what bounds staleness and refuses what cannot meet it:
 
-* the connector's heartbeat (``heartbeat.interval.ms``) runs at a quarter of the objective (or faster, if
-  declared so), and each beat writes the source's heartbeat table (``heartbeat.action.query``). That
+* the connector's heartbeat (``heartbeat.interval.ms``) runs at a quarter of the objective, or at the
+  declared ``heartbeat`` (used as declared, up to half the objective), and each beat writes the source's
+  heartbeat table (``heartbeat.action.query``). That
   table is captured like any other, so a beat travels the whole path (database, Kafka, sink, BigQuery)
   even when every other table is idle: the newest beat visible in BigQuery is how fresh the pipeline is;
 * a declared ``heartbeat`` slower than half the objective is refused (staleness could not be told from
@@ -46,7 +47,7 @@ def checked_objective(path: str, freshness: object, heartbeat: timedelta | None)
                 f"objective; set heartbeat to {objective / 2} or less, or leave it out (derived: {derived})",
                 heartbeat,
             )
-        derived = min(derived, heartbeat)
+        derived = heartbeat  # as declared: a stricter default never silently replaces what the user wrote
     return objective, timedelta(milliseconds=int(derived / timedelta(milliseconds=1)))
 
 

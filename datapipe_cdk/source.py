@@ -27,7 +27,8 @@ from .worker_secrets import connector_secrets
 
 
 class Engine(Enum):
-    """The source database engine (strings accepted in any case: ``"mysql"``, ``"PostgreSQL"``)."""
+    """The source database engine (strings accepted in any case: ``"mysql"``, ``"PostgreSQL"``; ``"postgres"``
+    means PostgreSQL)."""
 
     MYSQL = "mysql"
     MARIADB = "mariadb"
@@ -152,7 +153,7 @@ class CdcSource(PipelineConstruct):
             schema>.debezium_heartbeat``, captured like any table, so staleness is measured end to end even
             when every table is idle (``datapipe freshness``; in production a scheduled check and an alert
             policy, see :mod:`datapipe_cdk.freshness`). The local stack creates the table; in production the
-            DBA runs ``datapipe_cdk.freshness.heartbeat_ddl``'s statements once.
+            DBA runs ``datapipe_cdk.heartbeat.heartbeat_ddl``'s statements once.
         masked: ``{table: [column, ...]}`` replaced by ``********`` before Kafka (string columns only).
         hashed: ``{table: [column, ...]}`` replaced by a salted SHA-256 (string columns only). The salt is the
             Terraform variable ``<id>_hash_salt`` (at least 16 characters); Debezium reads it from a config
@@ -217,6 +218,8 @@ class CdcSource(PipelineConstruct):
         stack = pipeline_of(scope, path)
         if owner is not None:
             check.instance(path, "owner", owner, Principal)
+        if isinstance(engine, str) and engine.strip().lower() in ("postgres", "pg"):
+            engine = Engine.POSTGRESQL  # the spelling `datapipe local sql --engine postgres` uses
         engine = check.choice(path, "engine", engine, Engine)
         check.text(path, "host", host, pattern=_HOST, rule="must be a host name or IP address", max_length=253)
         port = check.port(path, "port", engine.default_port if port is None else port)

@@ -62,6 +62,9 @@ def test_a_faster_declared_heartbeat_is_kept_and_a_slower_one_refused() -> None:
     stack = make_stack()
     _source(stack, freshness=timedelta(minutes=1), heartbeat=timedelta(seconds=5))
     assert _connector(synth_stack(stack), "db")["config"]["heartbeat.interval.ms"] == "5000"
+    declared = make_stack()
+    _source(declared, freshness=timedelta(minutes=2), heartbeat=timedelta(minutes=1))  # slower than 1/4, within 1/2
+    assert _connector(synth_stack(declared), "db")["config"]["heartbeat.interval.ms"] == "60000", "used as declared"
     with pytest.raises(DatapipeError, match=re.escape("heartbeat=0:05:00 cannot show freshness=0:01:00")):
         _source(make_stack(), freshness=timedelta(minutes=1), heartbeat=timedelta(minutes=5))
 

@@ -318,3 +318,7 @@ def test_columns_differing_only_in_case_and_a_key_listed_twice_are_refused(stack
     )
     key_twice = Table(["id", "id"], [Column("id", ColumnType.INT64)])
     assert "primary_key lists a column twice" in _error(lambda: _source(stack, tables={"customers": key_twice}))
+
+
+def test_postgres_is_accepted_as_the_engine_name_the_cli_uses(stack):
+    assert _source(stack, engine="postgres").engine.value == "postgresql"

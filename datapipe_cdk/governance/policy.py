@@ -206,7 +206,9 @@ class OwnerRequired(Policy):
             if inventory.topic_owner(topic) is None:
                 where = inventory.declared_at(topic)
                 yield self.violation(
-                    path_of(topic), f"topic {topic.name} has no owner; pass owner=Principal.group(...) to {where}"
+                    path_of(topic),
+                    f"topic {topic.name} has no owner; pass "
+                    f"{'owners=[Principal.group(...)]' if _is_sink(where, stack) else 'owner=Principal.group(...)'} to {where}",
                 )
 
 
@@ -277,6 +279,11 @@ def _outside(member: str, allowed: list[str], own_accounts: str) -> str | None:
         f"{domain} is not one of GcpProject(allowed_domains=[{', '.join(allowed)}]); grant someone of an allowed domain, "
         "add the domain there, or opt out with a reason"
     )
+
+
+def _is_sink(path: str, stack: PipelineStack) -> bool:
+    """True when ``path`` is a BigQuerySink (its dead-letter topic's owner comes from the sink's ``owners``)."""
+    return any(path_of(sink) == path for sink in inventory.sinks(stack))
 
 
 def _access_member(attributes: Mapping[str, Any]) -> str:

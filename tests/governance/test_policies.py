@@ -239,7 +239,7 @@ def test_every_topic_and_dataset_needs_an_owner():
         "pass owner=Principal.group(...) to test/payments-db",
         "test/payments-db/schema-history: topic _schema-history.payments has no owner; "
         "pass owner=Principal.group(...) to test/payments-db",
-        "test/raw/dead-letter: topic dlq.raw has no owner; pass owner=Principal.group(...) to test/raw",
+        "test/raw/dead-letter: topic dlq.raw has no owner; pass owners=[Principal.group(...)] to test/raw",
     ]
 
 
