@@ -9,6 +9,7 @@ only Read/Describe on the topic and write nothing; with SASL they log in with th
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -47,6 +48,10 @@ class ChangeEvent:
         return (self.before if self.op == "d" else self.after) or {}
 
 
+_CLIENT_LOG = logging.getLogger("datapipe_cdk.kafka_client")
+_CLIENT_LOG.addHandler(logging.NullHandler())
+
+
 def consumer_config(kafka: KafkaEndpoint, login: Login | None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": ",".join(kafka.bootstrap_servers),
@@ -56,6 +61,9 @@ def consumer_config(kafka: KafkaEndpoint, login: Login | None) -> dict[str, Any]
         "security.protocol": kafka.security_protocol,
         "client.id": "datapipe-latency-probe",
         "fetch.wait.max.ms": 50,
+        # librdkafka's own log lines (e.g. a coordinator connection dropped while closing) go to this logger,
+        # not to the terminal; failures that matter still raise
+        "logger": _CLIENT_LOG,
     }
     if kafka.security_protocol.startswith("SASL"):
         if login is None:
