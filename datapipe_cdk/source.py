@@ -149,7 +149,8 @@ class CdcSource(PipelineConstruct):
         snapshot_mode: ``SnapshotMode`` (default ``INITIAL``: read every table once, then stream).
         heartbeat: how often the connector reports progress when tables are idle (``heartbeat.interval.ms``).
         freshness: the objective: every change visible in the warehouse within this ``timedelta`` (at least 10 s).
-            The connector then beats at a quarter of it into the heartbeat table ``<database or
+            The connector then beats at a quarter of it (or every ``heartbeat``, used as declared up to half
+            of it) into the heartbeat table ``<database or
             schema>.debezium_heartbeat``, captured like any table, so staleness is measured end to end even
             when every table is idle (``datapipe freshness``; in production a scheduled check and an alert
             policy, see :mod:`datapipe_cdk.freshness`). The local stack creates the table; in production the
