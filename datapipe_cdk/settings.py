@@ -70,8 +70,10 @@ class ConnectCluster:
         principal: the Kafka user the workers (and their connectors) log in as.
         group_id: the workers' ``group.id``.
         internal_topics: the workers' config, offset and status topics.
-        manage_acls: emit the worker's own ACLs (internal topics, worker group). Leave it to one stack
-            when several stacks share the workers.
+        manage_acls: emit the worker's own ACLs (internal topics, worker group, and Describe /
+            DescribeConfigs on the cluster, which Debezium's MySQL/MariaDB connectors use to check their
+            schema-history topic). Leave it to one stack when several stacks share the workers; with
+            ``False``, whoever runs the workers grants them.
         basic_auth_username: the REST API's basic-auth user; its password is the sensitive variable
             ``connect_basic_auth_password``. Required unless ``allow_unauthenticated_rest=True``.
         allow_unauthenticated_rest: accept a REST API without authentication (anyone who reaches it

@@ -362,8 +362,9 @@ class CdcSource(PipelineConstruct):
 
     def _grant_connect(self) -> list[KafkaAcl]:
         """Exactly what the connector's clients do: Write+Describe on each declared topic, and for the
-        schema history (MySQL/MariaDB) Read/Write/Describe/DescribeConfigs on its topic, Read on its consumer group and
-        Describe/DescribeConfigs on the cluster (Debezium checks the history topic's settings)."""
+        schema history (MySQL/MariaDB) Read/Write/Describe/DescribeConfigs on its topic and Read on its consumer
+        group. Describe/DescribeConfigs on the cluster are the worker's (``ConnectCluster(manage_acls=...)``): every
+        stack on the worker would declare the same binding, and destroying one stack would delete it for all."""
         worker = self.pipeline.connect.principal
         acls = [
             KafkaAcl.ensure(self, worker, ResourceType.TOPIC, topic.name, op)
@@ -377,8 +378,6 @@ class CdcSource(PipelineConstruct):
             acls.append(
                 KafkaAcl.ensure(self, worker, ResourceType.GROUP, f"{self.topic_prefix}-schemahistory", AclOperation.READ)
             )
-            acls.append(KafkaAcl.ensure(self, worker, ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE))
-            acls.append(KafkaAcl.ensure(self, worker, ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE_CONFIGS))
         if self.heartbeat_topic is not None:
             for op in (AclOperation.WRITE, AclOperation.DESCRIBE):
                 acls.append(KafkaAcl.ensure(self, worker, ResourceType.TOPIC, self.heartbeat_topic.name, op))

@@ -133,6 +133,32 @@ def test_connect_principal_gets_literal_acls_on_exactly_the_declared_topics(stac
     assert ("Topic", "connect-offsets", "Literal", "Write") in rows
 
 
+def test_cluster_acls_are_the_workers_never_a_sources():
+    """Every stack on a worker would declare the same cluster binding; destroying one stack would delete it for all
+    (seen live: a destroyed app took Describe on the cluster from the examples). Only the worker's ACLs hold it."""
+    from datapipe_cdk import ConnectCluster, DataPipelineStack, GcpProject, KafkaCluster, Principal
+    from datapipe_cdk._cdk import App
+    from datapipe_cdk.governance import opt_out
+
+    def cluster_acls(manage_acls: bool) -> set[tuple[str, str]]:
+        stack = DataPipelineStack(
+            App(), "t", kafka=KafkaCluster(bootstrap_servers=["k:9092"], sasl_username="admin"),
+            connect=ConnectCluster(url="http://c:8083", principal=Principal.kafka_user("connect"),
+                                   basic_auth_username="d", manage_acls=manage_acls),
+            gcp=GcpProject(project="acme-data"),
+        )  # fmt: skip
+        opt_out(stack, "owner-required", "ACL unit test")
+        _source(stack)
+        return {
+            (a["acl_operation"], a["acl_principal"])
+            for a in resources(synth_stack(stack), "kafka_acl")
+            if a["resource_type"] == "Cluster"
+        }
+
+    assert cluster_acls(manage_acls=False) == set()
+    assert cluster_acls(manage_acls=True) == {("Describe", "User:connect"), ("DescribeConfigs", "User:connect")}
+
+
 def test_topic_accessor_returns_the_table_topic(stack):
     source = _source(stack)
     assert source.topic("orders").name == "payments.payments.orders"

@@ -119,12 +119,15 @@ def _worker_properties(cfg: StackConfig) -> str:
 
 
 def grant_worker_acls(cfg: StackConfig) -> None:
-    """Give ``User:connect`` its internal topics (read/write/create/describe) and its group (read)."""
+    """Give ``User:connect`` its internal topics (read/write/create/describe), its group (read) and Describe /
+    DescribeConfigs on the cluster."""
     principal = ["--allow-principal", f"User:{kafka.CONNECT_USER}"]
     topics = [arg for topic in INTERNAL_TOPICS for arg in ("--topic", topic)]
     ops = [arg for op in ("Read", "Write", "Create", "Describe", "DescribeConfigs") for arg in ("--operation", op)]
     kafka.grant(cfg, [*principal, *ops, *topics])
     kafka.grant(cfg, [*principal, "--operation", "Read", "--group", GROUP_ID])
+    # cluster-wide, for every connector on the worker (Debezium's schema-history check): the worker's, not a stack's
+    kafka.grant(cfg, [*principal, "--operation", "Describe", "--operation", "DescribeConfigs", "--cluster"])
 
 
 def _get_json(cfg: StackConfig, path: str) -> object:
