@@ -269,16 +269,23 @@ class AllowedDomains(Policy):
 
 def _outside(member: str, allowed: list[str], own_accounts: str) -> str | None:
     """Why ``member`` (``user:a@b``, ``group:...``, ``serviceAccount:...``, ``domain:b``) is outside ``allowed``."""
-    kind, _, name = member.partition(":")
-    if name.endswith(own_accounts):
-        return None
-    domain = (name if kind == "domain" else name.rpartition("@")[2]).casefold()
-    if any(domain == d or domain.endswith(f".{d}") for d in allowed):
+    domain = _foreign_domain(member, allowed, own_accounts)
+    if domain is None:
         return None
     return (
         f"{domain} is not one of GcpProject(allowed_domains=[{', '.join(allowed)}]); grant someone of an allowed domain, "
         "add the domain there, or opt out with a reason"
     )
+
+
+def _foreign_domain(member: str, allowed: list[str], own_accounts: str) -> str | None:
+    """The domain of ``member`` when it is neither one of ``allowed`` (or below one) nor the project's own
+    service accounts; else None."""
+    kind, _, name = member.partition(":")
+    if name.endswith(own_accounts):
+        return None
+    domain = (name if kind == "domain" else name.rpartition("@")[2]).casefold()
+    return None if any(domain == d or domain.endswith(f".{d}") for d in allowed) else domain
 
 
 def _is_sink(path: str, stack: PipelineStack) -> bool:
@@ -301,10 +308,10 @@ def _reader_problem(member: str, allowed: list[str], own_accounts: str) -> str |
         return "a whole domain; grant named groups instead"
     if name.endswith(own_accounts):
         return None
-    domain = name.rpartition("@")[2].casefold()
     if not allowed:
         return "no allowed domains are set for PII readers; set GcpProject(allowed_domains=[...]) or opt out with a reason"
-    if not any(domain == d or domain.endswith(f".{d}") for d in allowed):
+    domain = _foreign_domain(member, allowed, own_accounts)
+    if domain is not None:
         return f"{domain} is not an allowed domain ({', '.join(allowed)}); grant someone of an allowed domain or opt out"
     return None
 
