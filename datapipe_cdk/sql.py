@@ -104,6 +104,9 @@ def render_user_sql(path: str, sql: str, refs: Mapping[str, str], on_ref: Callab
     Terraform evaluates when planning (``${file("...")}``, ``${var.secret}``, a cdktf token): both are
     refused too (write ``'$' || '{'``).
 
+    A view is one query: a ``;`` outside strings, quoted names and comments that more SQL follows is
+    refused (a trailing ``;`` alone is fine).
+
     Each ref name must be a key of ``refs`` (else the error lists the known views); once the whole
     text is valid, ``on_ref`` is called for each ref in order, and the result is the text with each
     ref call replaced by its ``refs`` value, line endings made ``\\n``, surrounding whitespace
@@ -130,7 +133,6 @@ def render_user_sql(path: str, sql: str, refs: Mapping[str, str], on_ref: Callab
             raise DatapipeError(path, f"ref() names an unknown view (known: {sorted(refs)})", name)
     parts = [_NEWLINE.sub("\n", texts[0][1])]
     for name, (_, text) in zip(calls, texts[1:], strict=True):
-        on_ref(name)
         parts += [refs[name], _NEWLINE.sub("\n", text)]
     rendered = "".join(parts).strip() + "\n"
     if (semicolon := _statement_end(rendered)) is not None:
@@ -143,6 +145,8 @@ def render_user_sql(path: str, sql: str, refs: Mapping[str, str], on_ref: Callab
         )
     if _TERRAFORM_START.search(rendered):  # only if a refs value itself carried one
         raise DatapipeError(path, "a ref() value would put Terraform template syntax into the view SQL", rendered)
+    for name in calls:
+        on_ref(name)
     return rendered
 
 
