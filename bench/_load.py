@@ -894,6 +894,44 @@ def service_pids(run_dir: Path) -> dict[str, int]:
     return found
 
 
+SINK_THREAD_STATES = (
+    # (what the sink task thread is doing, a frame that shows it), first match wins
+    ("building a new BigQuery client (BigQueryHelper.connect)", "BigQueryHelper.connect"),
+    ("getTable for one record (BigQuerySinkTask.maybeEnsureExistingTable)", "maybeEnsureExistingTable"),
+    ("insertAll of a batch (BigQueryWriter.writeRows)", "writeRows"),
+    ("converting records (BigQueryRecordConverter)", "RecordConverter"),
+    ("waiting for records (KafkaConsumer.poll)", "KafkaConsumer.poll"),
+)
+
+
+def sink_thread_profile(connect_pid: int, connector: str, samples: int = 10, interval: float = 0.5) -> dict[str, Any]:
+    """What the sink's task threads are doing: ``jcmd <pid> Thread.print`` ``samples`` times, each
+    ``task-thread-<connector>-N`` stack classified by :data:`SINK_THREAD_STATES` (else its top frame)."""
+    counts: dict[str, int] = {}
+    seen = 0
+    for index in range(samples):
+        if index:
+            time.sleep(interval)
+        dump = subprocess.run(
+            ["jcmd", str(connect_pid), "Thread.print"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        for block in dump.split("\n\n"):
+            if not block.startswith(f'"task-thread-{connector}-'):
+                continue
+            frames = [line.strip()[3:] for line in block.splitlines() if line.strip().startswith("at ")]
+            state = next((name for name, frame in SINK_THREAD_STATES if any(frame in f for f in frames)), None)
+            if state is None:
+                state = "other: " + (frames[0].split("(")[0] if frames else "no Java frames")
+            counts[state] = counts.get(state, 0) + 1
+            seen += 1
+    return {
+        "tool": "jcmd Thread.print",
+        "samples": samples,
+        "thread_stacks": seen,
+        "share": {k: round(v / seen, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if seen else {},
+    }
+
+
 class ProcessSampler(threading.Thread):
     """CPU (percent of one core over the interval) and RSS of every service, the generator and this benchmark."""
 

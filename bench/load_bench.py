@@ -157,7 +157,9 @@ def run_scenario(cfg: Any, scenario: _load.Scenario, args: argparse.Namespace, w
         for rate in args.rates:
             step = {"rate": rate, "start": time.time()}
             instruments.generator.set_rate(rate)
-            time.sleep(args.step_seconds)
+            time.sleep(args.step_seconds / 2)
+            step["sink_threads"] = sink_threads(cfg)  # what the sink does mid-step: the bottleneck's evidence
+            time.sleep(max(0.0, step["start"] + args.step_seconds - time.time()))
             instruments.generator.set_rate(0)
             step["end"] = time.time()
             while not instruments.drained() and time.time() - step["end"] < args.drain_seconds:
@@ -173,6 +175,7 @@ def run_scenario(cfg: Any, scenario: _load.Scenario, args: argparse.Namespace, w
                 f"{'drained' if step['drained'] else 'NOT drained'} {step['drain_end'] - step['end']:.0f} s after the step",
                 flush=True,
             )
+            print(f"[{scenario.name}]          sink task threads mid-step: {step['sink_threads']}", flush=True)
             if not step["drained"] and not args.all_rates:
                 print(
                     f"[{scenario.name}] not sustained at {rate:.0f} rows/s: higher rates skipped (--all-rates runs them)",
@@ -194,6 +197,15 @@ def run_scenario(cfg: Any, scenario: _load.Scenario, args: argparse.Namespace, w
             finally:
                 _load.drop_database(cfg, scenario)
     return result
+
+
+def sink_threads(cfg: Any) -> dict[str, Any]:
+    """The sink task threads' stacks, sampled (see ``_load.sink_thread_profile``); an error is recorded, not raised."""
+    try:
+        pid = _load.service_pids(cfg.run_dir)["connect"]
+        return _load.sink_thread_profile(pid, _load.SINK_ID)
+    except Exception as error:  # evidence only: never stops the benchmark
+        return {"error": str(error)[:300]}
 
 
 def analyse(result: dict[str, Any], instruments: _load.Instruments, by_topic: dict[str, _load.Pipe]) -> None:
@@ -258,6 +270,8 @@ def verdict(step: dict[str, Any]) -> dict[str, Any]:
         "waiting_for_changelog_at_step_end": end.get("waiting_for_changelog"),
         "sink_group_lag_at_step_end": end.get("sink_group_lag"),
         "drained_within_window": step["drained"],
+        "cpu_pct_of_one_core": step.get("cpu_pct"),
+        "sink_task_threads": step.get("sink_threads"),
     }
     sustained = source >= 0.9 * rate and landed >= 0.95 * source and step["drained"]
     bottleneck = None
