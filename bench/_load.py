@@ -708,27 +708,54 @@ class WarehousePoller(threading.Thread):
             p.table: int(self._query(client, f"SELECT COUNT(*) AS n FROM {self._table(p.changelog)}")[0]["n"]) for p in self.pipes
         }
 
-    def find_changelog(self, client: Any, limit: int = 400) -> None:
-        """Look up the oldest waiting samples' changelog rows; the first insertTime of each is kept."""
+    def _per_topic(self, client: Any, queries: dict[str, tuple[str, Any]]) -> dict[str, list[Any]]:
+        """Rows of one parameterised query per topic, sent as one ``UNION ALL`` query (one request per poll,
+        whatever the table count: the poller must not load the emulator it measures), or one by one if the
+        emulator refuses it. Each query's ``@values`` parameter is renamed per part."""
         from google.cloud import bigquery
 
+        if not queries:
+            return {}
+        found: dict[str, list[Any]] = {topic: [] for topic in queries}
+        if self.union_ok:
+            parts, params = [], []
+            for index, (sql, values) in enumerate(queries.values()):
+                parts.append(f"SELECT {index} AS part_, q.* FROM ({sql.replace('@values', f'@v{index}')}) AS q")
+                params.append(bigquery.ArrayQueryParameter(f"v{index}", "INT64", values))
+            topics = list(queries)
+            try:
+                for row in self._query(client, " UNION ALL ".join(parts), params):
+                    found[topics[int(row["part_"])]].append(row)
+                return found
+            except Exception as error:
+                self.union_ok = False
+                self.errors.append(f"UNION ALL refused, querying table by table: {error}"[:300])
+        for topic, (sql, values) in queries.items():
+            found[topic] = self._query(client, sql, [bigquery.ArrayQueryParameter("values", "INT64", values)])
+        return found
+
+    def find_changelog(self, client: Any, limit: int = 400) -> None:
+        """Look up the oldest waiting samples' changelog rows; the first insertTime of each is kept."""
         by_pipe: dict[str, list[Sample]] = defaultdict(list)
         for sample in self.waiting_changelog:
             by_pipe[sample.topic].append(sample)
-        found: set[int] = set()
-        for topic, waiting in by_pipe.items():
-            waiting = sorted(waiting, key=lambda s: s.offset)[:limit]
-            sql = (
+        waiting_by_topic = {topic: sorted(waiting, key=lambda s: s.offset)[:limit] for topic, waiting in by_pipe.items()}
+        queries = {
+            topic: (
                 f"SELECT `_kafka`.`partition` AS p, `_kafka`.`offset` AS o, `_kafka`.`insertTime` AS at "
-                f"FROM {self._table(self.by_topic[topic].changelog)} WHERE `_kafka`.`offset` IN UNNEST(@offsets)"
+                f"FROM {self._table(self.by_topic[topic].changelog)} WHERE `_kafka`.`offset` IN UNNEST(@values)",
+                [s.offset for s in waiting],
             )
-            rows = self._query(client, sql, [bigquery.ArrayQueryParameter("offsets", "INT64", [s.offset for s in waiting])])
+            for topic, waiting in waiting_by_topic.items()
+        }
+        found: set[int] = set()
+        for topic, rows in self._per_topic(client, queries).items():
             first: dict[tuple[int, int], float] = {}
             for row in rows:
                 at = row["at"].timestamp() if hasattr(row["at"], "timestamp") else float(row["at"])
                 key = (int(row["p"]), int(row["o"]))
                 first[key] = min(at, first.get(key, at))
-            for sample in waiting:
+            for sample in waiting_by_topic[topic]:
                 at = first.get((sample.partition, sample.offset))
                 if at is not None:
                     sample.changelog_at = at
@@ -739,19 +766,21 @@ class WarehousePoller(threading.Thread):
     def find_views(self, client: Any, limit: int = 200) -> None:
         """A sample is in its view once the view shows its ``seq`` or a later one (an update), or, for a
         delete, no longer shows the key."""
-        from google.cloud import bigquery
-
         now = time.time()
         by_pipe: dict[str, list[Sample]] = defaultdict(list)
         for sample in sorted(self.waiting_view, key=lambda s: s.kafka_ts)[:limit]:
             by_pipe[sample.topic].append(sample)
+        queries = {
+            topic: (
+                f"SELECT id, seq FROM {self._table(self.by_topic[topic].view)} WHERE id IN UNNEST(@values)",
+                sorted({int(s.key) for s in waiting if s.key is not None}),
+            )
+            for topic, waiting in by_pipe.items()
+        }
         seen: set[int] = set()
-        for topic, waiting in by_pipe.items():
-            sql = f"SELECT id, seq FROM {self._table(self.by_topic[topic].view)} WHERE id IN UNNEST(@ids)"
-            keys = sorted({s.key for s in waiting if s.key is not None})
-            rows = self._query(client, sql, [bigquery.ArrayQueryParameter("ids", "INT64", keys)])
+        for topic, rows in self._per_topic(client, queries).items():
             shown = {int(row["id"]): int(row["seq"]) for row in rows}
-            for sample in waiting:
+            for sample in by_pipe[topic]:
                 if sample.key is None:
                     continue
                 current = shown.get(int(sample.key))
@@ -900,13 +929,15 @@ SINK_THREAD_STATES = (
     ("getTable for one record (BigQuerySinkTask.maybeEnsureExistingTable)", "maybeEnsureExistingTable"),
     ("insertAll of a batch (BigQueryWriter.writeRows)", "writeRows"),
     ("converting records (BigQueryRecordConverter)", "RecordConverter"),
+    ("waiting for its insertAll writers to finish (KCBQ flush)", "awaitCurrentTasks"),
     ("waiting for records (KafkaConsumer.poll)", "KafkaConsumer.poll"),
 )
 
 
 def sink_thread_profile(connect_pid: int, connector: str, samples: int = 10, interval: float = 0.5) -> dict[str, Any]:
     """What the sink's task threads are doing: ``jcmd <pid> Thread.print`` ``samples`` times, each
-    ``task-thread-<connector>-N`` stack classified by :data:`SINK_THREAD_STATES` (else its top frame)."""
+    ``task-thread-<connector>-N`` stack classified by :data:`SINK_THREAD_STATES` (else its first KCBQ or
+    Connect frame)."""
     counts: dict[str, int] = {}
     seen = 0
     for index in range(samples):
@@ -921,7 +952,8 @@ def sink_thread_profile(connect_pid: int, connector: str, samples: int = 10, int
             frames = [line.strip()[3:] for line in block.splitlines() if line.strip().startswith("at ")]
             state = next((name for name, frame in SINK_THREAD_STATES if any(frame in f for f in frames)), None)
             if state is None:
-                state = "other: " + (frames[0].split("(")[0] if frames else "no Java frames")
+                ours = [f for f in frames if f.startswith(("com.wepay.", "org.apache.kafka.connect."))]
+                state = "other: " + ((ours or frames or ["no Java frames"])[0].split("(")[0])
             counts[state] = counts.get(state, 0) + 1
             seen += 1
     return {

@@ -54,8 +54,13 @@ def apply_target(
     if target != "local":
         return kafka, connect, gcp, target
     host = config.HOST
+    brokers = config.kafka_brokers()
+    nodes = config.node_ports(config.port("kafka"), config.port("kafka_controller"), brokers)
     local_kafka = KafkaCluster(
-        bootstrap_servers=[f"{host}:{config.port('kafka')}"], brokers=1, tls=False, sasl_username=LOCAL_KAFKA_ADMIN
+        bootstrap_servers=[f"{host}:{client}" for client, _ in nodes],
+        brokers=brokers,
+        tls=False,
+        sasl_username=LOCAL_KAFKA_ADMIN,
     )
     local_connect = ConnectCluster(
         url=f"http://{host}:{config.port('connect')}",

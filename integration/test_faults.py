@@ -10,8 +10,10 @@ are counted by their Kafka position.
 
 Faults: the Connect worker killed with SIGKILL and started again; the Kafka broker restarted; MariaDB and
 PostgreSQL restarted; the BigQuery emulator restarted; every connector's tasks restarted through Connect's
-REST API mid-stream. Not covered here: a three-broker Kafka with one broker lost (the local stack runs one
-KRaft node). Each fault's figures go to ``<run>/reports/faults.json``.
+REST API mid-stream; and, on a three-broker stack (``DATAPIPE_KAFKA_BROKERS=3``: topics with 3 replicas,
+``min.insync.replicas=2``; ``make test`` runs that one in its own session, marker ``three_brokers``), one
+broker killed with SIGKILL while the other two carry on, then brought back until every replica is in sync.
+Each fault's figures go to ``<run>/reports/faults.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 
 from datapipe_cdk.connect_api import ConnectClient
-from datapipe_cdk.local import bigquery, connect, databases
+from datapipe_cdk.local import bigquery, connect, databases, kafka
 from datapipe_cdk.local.config import StackConfig
 from datapipe_cdk.manifest import Manifest
 from datapipe_cdk.runtime.credentials import load_credentials
@@ -305,6 +307,51 @@ def test_5_every_task_restarted_through_the_rest_api(faults: Faults) -> None:
             assert code in (200, 202, 204), (name, code, body)
 
     faults.run("tasks-restarted-via-rest", restart_all)
+
+
+@pytest.mark.three_brokers
+def test_6_one_of_three_brokers_killed(faults: Faults) -> None:
+    if faults.cfg.kafka_brokers < 3:
+        pytest.skip(f"needs a three-broker local stack (DATAPIPE_KAFKA_BROKERS=3); this one runs {faults.cfg.kafka_brokers}")
+    topics = _replication(faults)
+    assert topics and all(t == (3, 3, "2") for t in topics.values()), f"not 3 replicas, min.insync 2: {topics}"
+
+    def kill_and_bring_back() -> None:
+        name = kafka.node_name(2)
+        pid = _pid(faults.cfg, name)
+        os.kill(pid, signal.SIGKILL)
+        flow.wait_for(lambda: not _alive(pid) or None, 60, f"{name} to die")
+        flow.wait_for(lambda: all(isr == 2 for _, isr, _ in _replication(faults).values()) or None, 120,
+                      "the partitions to shrink to two in-sync replicas")  # fmt: skip
+        time.sleep(10.0)  # the pipeline runs on two brokers (acks=all still met: min.insync.replicas=2)
+        _service("up", "kafka")  # starts the missing node only
+        flow.wait_for(lambda: all(isr == 3 for _, isr, _ in _replication(faults).values()) or None, 180,
+                      "the broker to catch up: every replica in sync again")  # fmt: skip
+
+    faults.run("kafka-1-of-3-brokers-kill-9", kill_and_bring_back)
+
+
+def _replication(faults: Faults) -> dict[str, tuple[int, int, str]]:
+    """Per app topic: (replicas of its least replicated partition, in-sync replicas of its least in-sync
+    partition, ``min.insync.replicas``), read from the brokers as admin."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    manifest = faults.manifest()
+    wanted = {t.topic for source in manifest.sources for t in source.tables}
+    admin = AdminClient(flow.kafka_config(faults.cfg, kafka.ADMIN))
+    listed = admin.list_topics(timeout=30).topics
+    names = sorted(wanted & set(listed))
+    assert len(names) == len(wanted), f"topics missing on the brokers: {sorted(wanted - set(listed))}"
+    configs = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names])
+    found = {}
+    for resource, future in configs.items():
+        meta = listed[resource.name].partitions.values()
+        found[resource.name] = (
+            min(len(p.replicas) for p in meta),
+            min(len(p.isrs) for p in meta),
+            future.result(timeout=30)["min.insync.replicas"].value,
+        )
+    return found
 
 
 def _alive(pid: int) -> bool:

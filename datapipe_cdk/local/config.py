@@ -35,6 +35,27 @@ def port(name: str) -> int:
         raise ValueError(f"DATAPIPE_{name.upper()}_PORT must be an integer, got {raw!r}") from None
 
 
+BROKER_PORT_STEP = 100
+"""Broker ``n`` (1-based) listens on the kafka ports + ``(n - 1) * BROKER_PORT_STEP``."""
+
+
+def kafka_brokers() -> int:
+    """How many Kafka nodes the local stack runs: ``$DATAPIPE_KAFKA_BROKERS`` (1, the default, to 5).
+
+    Each node is a KRaft broker and controller; with 3 or more, internal topics get 3 replicas and brokers
+    default to ``min.insync.replicas=2``, as production clusters are usually set up.
+    """
+    raw = os.environ.get("DATAPIPE_KAFKA_BROKERS", "1").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 5:
+        raise ValueError(f"DATAPIPE_KAFKA_BROKERS must be a whole number from 1 to 5, got {raw!r}")
+    return int(raw)
+
+
+def node_ports(kafka_port: int, controller_port: int, brokers: int) -> list[tuple[int, int]]:
+    """``(client port, controller port)`` of each local Kafka node, node 1 first."""
+    return [(kafka_port + i * BROKER_PORT_STEP, controller_port + i * BROKER_PORT_STEP) for i in range(brokers)]
+
+
 def run_dir_path() -> Path:
     """The run directory's path (``$DATAPIPE_RUN_DIR`` or ``~/.cache/datapipe-cdk/run``), nothing created."""
     return Path(os.environ.get("DATAPIPE_RUN_DIR", Path.home() / ".cache" / "datapipe-cdk" / "run"))
@@ -62,6 +83,7 @@ class StackConfig:
     host: str = HOST
     kafka_port: int = field(default_factory=lambda: port("kafka"))
     kafka_controller_port: int = field(default_factory=lambda: port("kafka_controller"))
+    kafka_brokers: int = field(default_factory=kafka_brokers)
     connect_port: int = field(default_factory=lambda: port("connect"))
     mariadb_port: int = field(default_factory=lambda: port("mariadb"))
     postgres_port: int = field(default_factory=lambda: port("postgres"))
@@ -73,8 +95,14 @@ class StackConfig:
     cache_dir: Path = field(default_factory=cache_dir)
 
     @property
+    def kafka_nodes(self) -> list[tuple[int, int]]:
+        """``(client port, controller port)`` of each Kafka node, node 1 (``kafka_port``) first."""
+        return node_ports(self.kafka_port, self.kafka_controller_port, self.kafka_brokers)
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        """Every node's client listener, comma separated (``bootstrap.servers``)."""
+        return ",".join(f"{self.host}:{client}" for client, _ in self.kafka_nodes)
 
     @property
     def connect_url(self) -> str:

@@ -1,4 +1,8 @@
-"""Single-node Kafka (KRaft, combined broker+controller) with SASL/SCRAM and ACLs, run from Maven jars.
+"""Kafka (KRaft, each node a combined broker+controller) with SASL/SCRAM and ACLs, run from Maven jars.
+
+One node by default; ``DATAPIPE_KAFKA_BROKERS=3`` runs three (processes ``kafka``, ``kafka-2``, ``kafka-3``,
+ports stepped by 100), with internal topics replicated 3 times and ``min.insync.replicas=2``, so losing a
+broker can be tried for real.
 
 Listeners (all on 127.0.0.1):
 - ``SASL_PLAINTEXT`` (clients and inter-broker), mechanism SCRAM-SHA-512;
@@ -13,16 +17,18 @@ kept in ``<run>/secrets/kafka-users.json`` (mode 600), never printed.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import secrets
+import socket
 import subprocess
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from datapipe_cdk.local import _process
-from datapipe_cdk.local.config import StackConfig
+from datapipe_cdk.local.config import BROKER_PORT_STEP, StackConfig
 
 NAME = "kafka"
 KAFKA_VERSION = "4.3.1"  # keep in step with datapipe_cdk/local/assets/maven/pom.xml
@@ -98,15 +104,28 @@ def client_properties(cfg: StackConfig, user: str) -> Path:
     return path
 
 
-def _server_properties(cfg: StackConfig, log_dir: Path) -> str:
+def node_name(node: int) -> str:
+    """The process name of Kafka node ``node`` (1-based): ``kafka``, ``kafka-2``, ..."""
+    return NAME if node == 1 else f"{NAME}-{node}"
+
+
+def node_names(cfg: StackConfig) -> list[str]:
+    return [node_name(node) for node in range(1, cfg.kafka_brokers + 1)]
+
+
+def _server_properties(cfg: StackConfig, node: int, log_dir: Path) -> str:
     pw = passwords(cfg)
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
     controller_jaas = _jaas(plain, "controller", pw["controller"], f' user_controller="{pw["controller"]}"')
-    host, broker, ctrl = cfg.host, cfg.kafka_port, cfg.kafka_controller_port
+    host = cfg.host
+    broker, ctrl = cfg.kafka_nodes[node - 1]
+    voters = ",".join(f"{i}@{host}:{c}" for i, (_, c) in enumerate(cfg.kafka_nodes, start=1))
+    replicas = str(min(3, cfg.kafka_brokers))
+    in_sync = "2" if cfg.kafka_brokers >= 3 else "1"
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{ctrl}",
+        "node.id": str(node),
+        "controller.quorum.voters": voters,
         "listeners": f"SASL_PLAINTEXT://{host}:{broker},CONTROLLER://{host}:{ctrl}",
         "advertised.listeners": f"SASL_PLAINTEXT://{host}:{broker}",
         "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
@@ -125,12 +144,14 @@ def _server_properties(cfg: StackConfig, log_dir: Path) -> str:
         "auto.create.topics.enable": "false",
         "log.dirs": str(log_dir),
         "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": "5",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
         "group.initial.rebalance.delay.ms": "0",
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())
@@ -177,8 +198,12 @@ def _tool_log4j() -> Path:
 
 
 def cluster_id() -> str:
-    """A fresh KRaft cluster id (16 random bytes, base64url without padding, as StorageTool makes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """The KRaft cluster id every node is formatted with: 16 random bytes, base64url without padding (as
+    StorageTool makes), generated once per run directory."""
+    path = _process.data_dir(NAME) / "cluster.id"
+    if not path.is_file():
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+    return path.read_text().strip()
 
 
 def _format(cfg: StackConfig, config: Path, log_dir: Path) -> None:
@@ -196,20 +221,42 @@ def admin_call(cfg: StackConfig) -> str:
 
 
 def start(cfg: StackConfig, timeout: float = 90.0) -> int:
-    """Format (first run only) and start the broker; return once an admin client is served."""
-    if _process.is_running(NAME):
-        pid = _process.read_pid(NAME) or 0
-        _process.say(f"{NAME}: already running (pid {pid})")
-        return pid
-    _process.ensure_port_free(cfg.host, cfg.kafka_port, "kafka broker", "DATAPIPE_KAFKA_PORT")
-    _process.ensure_port_free(cfg.host, cfg.kafka_controller_port, "kafka controller", "DATAPIPE_KAFKA_CONTROLLER_PORT")
+    """Format (first run only) and start every node that is not running; return once an admin client is
+    served. Returns node 1's PID."""
     jars = classpath(cfg)  # fails first, with the command to run, when stack-deps has not run
-    data = _process.data_dir(NAME)
+    formatted = _process.data_dir(NAME) / "brokers"
+    if formatted.is_file() and formatted.read_text().strip() != str(cfg.kafka_brokers):
+        raise _process.ServiceError(
+            f"kafka: this run directory's cluster has {formatted.read_text().strip()} node(s), DATAPIPE_KAFKA_BROKERS asks "
+            f"for {cfg.kafka_brokers}; the count is fixed when storage is formatted: `datapipe local reset --yes` starts over"
+        )
+    formatted.write_text(f"{cfg.kafka_brokers}\n")
+    for node in range(1, cfg.kafka_brokers + 1):
+        start_node(cfg, node, jars)
+    for name, (client, _) in zip(node_names(cfg), cfg.kafka_nodes, strict=True):
+        _process.wait_for_port(cfg.host, client, timeout, f"{name} broker", log=name)
+    _process.wait_until(lambda: bool(admin_call(cfg)), timeout, "kafka admin handshake", log=NAME)
+    return _process.read_pid(NAME) or 0
+
+
+def start_node(cfg: StackConfig, node: int, jars: str | None = None) -> int:
+    """Start Kafka node ``node`` (formatting its storage on first run) without waiting for it."""
+    name = node_name(node)
+    if _process.is_running(name):
+        pid = _process.read_pid(name) or 0
+        _process.say(f"{name}: already running (pid {pid})")
+        return pid
+    client, controller = cfg.kafka_nodes[node - 1]
+    suffix = "" if node == 1 else f" + {(node - 1) * BROKER_PORT_STEP}"
+    _process.ensure_port_free(cfg.host, client, f"{name} broker", f"DATAPIPE_KAFKA_PORT{suffix}")
+    _process.ensure_port_free(cfg.host, controller, f"{name} controller", f"DATAPIPE_KAFKA_CONTROLLER_PORT{suffix}")
+    jars = jars or classpath(cfg)
+    data = _process.data_dir(name)
     log_dir = data / "kraft-logs"
     config = data / "server.properties"
-    _process.write_private(config, _server_properties(cfg, log_dir))
+    _process.write_private(config, _server_properties(cfg, node, log_dir))
     if not (log_dir / "meta.properties").is_file():
-        _process.say(f"{NAME}: formatting KRaft storage with SCRAM users {', '.join(USERS)}")
+        _process.say(f"{name}: formatting KRaft storage with SCRAM users {', '.join(USERS)}")
     _format(cfg, config, log_dir)
     argv = [
         _process.jdk_tool("java"),
@@ -217,32 +264,44 @@ def start(cfg: StackConfig, timeout: float = 90.0) -> int:
         "-XX:+UseG1GC",
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
-        *log4j_options(cfg, NAME),
+        *log4j_options(cfg, name),
         "-cp",
         jars,
         "kafka.Kafka",
         str(config),
     ]
-    pid = _process.start_process(NAME, argv, cwd=data)
-    _process.wait_for_port(cfg.host, cfg.kafka_port, timeout, "kafka broker", log=NAME)
-    _process.wait_until(lambda: bool(admin_call(cfg)), timeout, "kafka admin handshake", log=NAME)
-    return pid
+    return _process.start_process(name, argv, cwd=data)
 
 
 def stop(cfg: StackConfig, timeout: float = 30.0) -> bool:
-    """Stop the broker by PID (a controlled shutdown takes a few seconds)."""
-    del cfg
-    return _process.stop_process(NAME, timeout)
+    """Stop every node by PID (a controlled shutdown takes a few seconds); True if any was running."""
+    stopped = [_process.stop_process(name, timeout) for name in reversed(_known_nodes(cfg))]
+    return any(stopped)
+
+
+def _known_nodes(cfg: StackConfig) -> list[str]:
+    """The configured nodes, plus any other node a PID file names (the stack was started with more)."""
+    extra = sorted(p.stem for p in (cfg.run_dir / "pids").glob(f"{NAME}-*.pid")) if (cfg.run_dir / "pids").is_dir() else []
+    return list(dict.fromkeys([*node_names(cfg), *extra]))
 
 
 def status(cfg: StackConfig) -> dict[str, str]:
-    """``{"kafka": state}``; healthy means an admin client authenticated and described the cluster."""
+    """``{"kafka": state, "kafka-2": state, ...}``; healthy means an admin client authenticated and
+    described the cluster (node 1) or the node's process runs and its listener answers (the others)."""
 
     def probe() -> str:
         admin_call(cfg)
         return f"{cfg.kafka_bootstrap}, SASL_PLAINTEXT/{SCRAM}"
 
-    return _process.service_status(NAME, probe)
+    states = _process.service_status(NAME, probe)
+    for node in range(2, cfg.kafka_brokers + 1):
+        states |= _process.service_status(node_name(node), functools.partial(_listening, cfg.host, cfg.kafka_nodes[node - 1][0]))
+    return states
+
+
+def _listening(host: str, port: int) -> str:
+    with socket.create_connection((host, port), timeout=5):
+        return f"{host}:{port}, SASL_PLAINTEXT/{SCRAM}"
 
 
 def describe(cfg: StackConfig) -> dict[str, object]:
