@@ -199,7 +199,8 @@ def _tool_log4j() -> Path:
 
 def cluster_id() -> str:
     """The KRaft cluster id every node is formatted with: 16 random bytes, base64url without padding (as
-    StorageTool makes), generated once per run directory."""
+    StorageTool makes), generated once per run directory. It may start with '-': pass it as
+    ``--cluster-id=<id>``, never as a separate argument."""
     path = _process.data_dir(NAME) / "cluster.id"
     if not path.is_file():
         path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
@@ -211,7 +212,7 @@ def _format(cfg: StackConfig, config: Path, log_dir: Path) -> None:
         return
     pw = passwords(cfg)
     scram = [arg for user in USERS for arg in ("-S", f"{SCRAM}=[name={user},password={pw[user]}]")]
-    run_tool(cfg, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(config), *scram])
+    run_tool(cfg, "kafka.tools.StorageTool", ["format", f"--cluster-id={cluster_id()}", "-c", str(config), *scram])
 
 
 def admin_call(cfg: StackConfig) -> str:
