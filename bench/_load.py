@@ -219,12 +219,13 @@ def _drop_database(cfg: Any, scenario: Scenario) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{scenario.database}" WITH (FORCE)')
 
 
-def datapipe(*args: str, timeout: float = 1800.0) -> float:
-    """Run the ``datapipe`` CLI as a user would; seconds it took. Raises with its output on failure."""
+def datapipe(*args: str, timeout: float = 1800.0, ok: tuple[int, ...] = (0,)) -> float:
+    """Run the ``datapipe`` CLI as a user would; seconds it took. Raises with its output unless it exits with
+    one of ``ok`` (``plan`` exits 2 when there are changes)."""
     started = time.monotonic()
     command = [sys.executable, "-m", "datapipe_cdk.cli", *args]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
+    if done.returncode not in ok:
         raise RuntimeError(f"datapipe {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return time.monotonic() - started
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +39,6 @@ import _load  # noqa: E402
 RESULTS = HERE / "results"
 
 
-def plan(*args: str) -> float:
-    """``datapipe plan``: exit 0 (no changes) or 2 (changes: ``tofu plan -detailed-exitcode``) are both fine."""
-    started = time.monotonic()
-    command = [sys.executable, "-m", "datapipe_cdk.cli", "plan", *args]
-    done = subprocess.run(command, cwd=_load.ROOT, capture_output=True, text=True, timeout=1800, check=False)
-    if done.returncode not in (0, 2):
-        raise RuntimeError(f"datapipe plan exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return time.monotonic() - started
-
-
 def run_size(cfg: Any, tables: int, workdir: Path) -> dict[str, Any]:
     scenario = _load.Scenario("postgres", tables, 1)
     project = workdir / scenario.name
@@ -60,11 +49,11 @@ def run_size(cfg: Any, tables: int, workdir: Path) -> dict[str, Any]:
     timings: dict[str, Any] = {"tables": tables, "load_average_before": os.getloadavg()[0]}
     try:
         timings["synth_s"] = round(_load.datapipe("synth", *common), 1)
-        timings["first_plan_s"] = round(plan(*common), 1)
+        timings["first_plan_s"] = round(_load.datapipe("plan", *common, ok=(0, 2)), 1)
         timings["deploy_s"] = round(_load.datapipe("deploy", *common, "--auto-approve"), 1)
         document = json.loads((project / "cdktf.out" / "stacks" / _load.STACK_ID / "cdk.tf.json").read_text())
         timings["resources"] = sum(len(v) for v in document.get("resource", {}).values())
-        timings["no_change_replan_s"] = round(plan(*common), 1)
+        timings["no_change_replan_s"] = round(_load.datapipe("plan", *common, ok=(0, 2)), 1)
     finally:
         timings["destroy_s"] = round(_load.datapipe("destroy", *common, "--auto-approve"), 1)
         _load.drop_database(cfg, scenario)

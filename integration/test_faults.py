@@ -334,8 +334,7 @@ def _replication(faults: Faults) -> dict[str, tuple[int, int, str]]:
     partition, ``min.insync.replicas``), read from the brokers as admin."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    manifest = faults.manifest()
-    wanted = {t.topic for source in manifest.sources for t in source.tables}
+    wanted = _app_topics(faults)
     admin = AdminClient(flow.kafka_config(faults.cfg, kafka.ADMIN))
     listed = admin.list_topics(timeout=30).topics
     names = sorted(wanted & set(listed))
@@ -352,13 +351,18 @@ def _replication(faults: Faults) -> dict[str, tuple[int, int, str]]:
     return found
 
 
+def _app_topics(faults: Faults) -> set[str]:
+    """The deployed app's table topics, from its manifest."""
+    return {t.topic for source in faults.manifest().sources for t in source.tables}
+
+
 def _in_sync(faults: Faults) -> int | None:
     """The fewest in-sync replicas of any partition of the app's topics, from cluster metadata (any live
     broker answers); None while no broker answers."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    wanted = {t.topic for source in faults.manifest().sources for t in source.tables}
+    wanted = _app_topics(faults)
     try:
         listed = AdminClient(flow.kafka_config(faults.cfg, kafka.ADMIN)).list_topics(timeout=10).topics
     except KafkaException:
