@@ -9,6 +9,12 @@ What ``datapipe plan | deploy | destroy`` runs for each stack, in order:
   offsets; a source re-created under its name would resume from a position whose schema history is
   gone, a sink would skip records), then ``tofu destroy``, then (locally) the PostgreSQL slots and
   publications the sources used (an orphaned slot pins WAL forever).
+* **deploy after destroy**: the sink gives every row the BigQuery ``insertId``
+  ``<topic>-<partition>-<offset>``, and a re-created topic restarts at offset 0. BigQuery drops, as
+  duplicates, rows whose ``insertId`` it saw within its de-duplication window (best effort, at least a
+  minute; 60 s in the local emulator), so rows re-written right after a destroy would silently vanish.
+  ``destroy`` records when it stopped the sinks (:data:`DESTROY_MARK`); ``deploy`` waits until
+  :data:`REDEPLOY_QUIET` has passed since then before it creates them again, and says so.
 * **plan**: ``tofu plan`` saved and read back as JSON, every change classified by consequence
   (:mod:`datapipe_cdk.plan`).
 
@@ -34,11 +40,18 @@ from . import _toolchain
 from .connect_api import ConnectClient, ConnectError
 from .local import connect as local_connect
 from .local import provision, services
-from .local.config import StackConfig
+from .local.config import StackConfig, local_state_dir
 from .manifest import OUTPUT_NAME, Manifest
 from .plan import PATHS_OUTPUT
 
 RETRIES = 3
+REDEPLOY_QUIET = {True: 61.0, False: 300.0}
+"""Seconds between a destroy stopping a stack's sinks and a deploy re-creating them: local (the emulator
+forgets an ``insertId`` after 60 s) and other targets (BigQuery keeps them "at least one minute"; five is
+the longest window it has been documented with)."""
+DESTROY_MARK = "datapipe-destroyed.json"
+"""``{"sinks_stopped_at": <epoch seconds>}``, next to the local state (local) or in the stack's directory
+(elsewhere: a deploy from another checkout or CI job does not see it and cannot wait for it)."""
 _SUMMARY = re.compile(r"\s*(Plan:|Apply complete|Destroy complete|No changes|Warning:|Error:)")
 TRANSIENT = re.compile(
     r"broker not connected|run out of available brokers|connection refused|i/o timeout|context deadline exceeded"
@@ -149,6 +162,7 @@ class Runner:
         if self.local:
             self._prepare_local(stack)
         self.init(stack, env)
+        self._wait_after_destroy(stack)
         self.tofu(
             stack, ["apply", "-input=false", *(["-auto-approve"] if auto_approve else [])], env, interactive=not auto_approve
         )
@@ -211,14 +225,42 @@ class Runner:
         env = self.environment(stack)
         self.init(stack, env)
         client = self.connect_client(stack)
-        for name in stack.connectors:
-            if client.reset_offsets(name):
-                self.log(f"  connector {name}: stopped, offsets deleted")
+        stopped = [name for name in stack.connectors if client.reset_offsets(name)]
+        for name in stopped:
+            self.log(f"  connector {name}: stopped, offsets deleted")
+        if stack.manifest.sinks:
+            self._destroy_mark(stack).write_text(json.dumps({"sinks_stopped_at": time.time(), "connectors": stopped}))
         self.tofu(
             stack, ["destroy", "-input=false", *(["-auto-approve"] if auto_approve else [])], env, interactive=not auto_approve
         )
         if self.local:
             self._clean_local(stack)
+
+    def _destroy_mark(self, stack: StackDir) -> Path:
+        directory = local_state_dir() if self.local else stack.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / (f"{stack.name}.{DESTROY_MARK}" if self.local else DESTROY_MARK)
+
+    def _wait_after_destroy(self, stack: StackDir) -> None:
+        """Wait out :data:`REDEPLOY_QUIET` since ``destroy`` stopped this stack's sinks (see the module doc)."""
+        mark = self._destroy_mark(stack)
+        if not mark.is_file():
+            return
+        if stack.manifest.sinks:
+            quiet = REDEPLOY_QUIET[self.local]
+            try:
+                stopped_at = float(json.loads(mark.read_text())["sinks_stopped_at"])
+            except (ValueError, KeyError, TypeError):
+                stopped_at = time.time()  # unreadable: assume just now, the safe side
+            remaining = quiet - (time.time() - stopped_at)
+            if remaining > 0:
+                self.log(
+                    f"  {stack.name}: destroyed {quiet - remaining:.0f} s ago; waiting {remaining:.0f} s before its sinks "
+                    f"write again (a re-created topic restarts at offset 0, and BigQuery silently drops rows whose "
+                    f"insertId <topic>-<partition>-<offset> it saw in the last {quiet:.0f} s)"
+                )
+                time.sleep(remaining)
+        mark.unlink(missing_ok=True)
 
     def _clean_local(self, stack: StackDir) -> None:
         cfg = StackConfig()

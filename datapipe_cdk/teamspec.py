@@ -9,6 +9,7 @@ with the policy's message and the file and line that asked for it. PyYAML and js
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -226,6 +227,9 @@ def _validate(spec: TeamSpec) -> None:
     if not errors:
         return
     error = min(errors, key=lambda e: int(_location(spec, e).rsplit(":", 1)[1]))
+    if error.validator == "required":  # a missing key next to an unknown one is almost always a misspelling
+        unknown = [e for e in errors if e.validator == "additionalProperties" and e.absolute_path == error.absolute_path]
+        error = unknown[0] if unknown else error
     where = _dotted(tuple(error.absolute_path)) or "file"
     expected = error.schema.get("description") if isinstance(error.schema, Mapping) else None
     rule = _explain(error)
@@ -247,8 +251,11 @@ def _location(spec: TeamSpec, error: Any) -> str:
 
 def _explain(error: Any) -> str:
     if error.validator == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"{error.message} (allowed: {allowed})"
+        known = sorted(error.schema.get("properties", {}))
+        unknown = [str(k) for k in error.instance if k not in known] if isinstance(error.instance, Mapping) else []
+        close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{error.message}{hint} (allowed: {', '.join(known)})"
     if error.validator == "required":
         return error.message
     if error.validator == "pattern":

@@ -20,7 +20,7 @@ from .units import FOREVER, to_millis, to_rfc3339
 
 _TOPIC = r"[A-Za-z0-9._-]{1,249}"
 _GROUP = r"[A-Za-z0-9._-]{1,249}"
-MANAGED_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms")
+MANAGED_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms", "min.insync.replicas")
 
 
 class CleanupPolicy(Enum):
@@ -141,6 +141,9 @@ class StreamingTopic(TopicReference):
         name: the topic's name (letters, digits, '.', '_', '-'); never reused by another topic.
         partitions: the partition count (Terraform increases it in place; a decrease recreates the topic).
         replication_factor: copies of each partition; default ``min(3, brokers)``, at most the broker count.
+        min_in_sync_replicas: ``min.insync.replicas``, the copies an ``acks=all`` write (Connect's producers)
+            must reach before it counts as written; default 2 with 3 or more replicas (a write survives losing
+            its leader; one broker may be down), else 1. Set on the topic, never left to the broker default.
         retention: how long records are kept (``retention.ms``), a ``timedelta``; ``FOREVER`` keeps them;
             ``None`` leaves the broker default.
         cleanup_policy: ``CleanupPolicy.DELETE`` (default), ``COMPACT`` or ``COMPACT_DELETE``.
@@ -159,6 +162,7 @@ class StreamingTopic(TopicReference):
         name: str,
         partitions: int = 1,
         replication_factor: int | None = None,
+        min_in_sync_replicas: int | None = None,
         retention: timedelta | None = None,
         cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE,
         min_compaction_lag: timedelta | None = None,
@@ -174,6 +178,16 @@ class StreamingTopic(TopicReference):
         if replication_factor is None:
             replication_factor = stack.default_replication_factor
         check.integer(path, "replication_factor", replication_factor, minimum=1, maximum=stack.kafka.brokers)
+        if min_in_sync_replicas is None:
+            min_in_sync_replicas = 2 if replication_factor >= 3 else 1
+        check.integer(path, "min_in_sync_replicas", min_in_sync_replicas, minimum=1)
+        if min_in_sync_replicas > replication_factor:
+            raise DatapipeError(
+                path,
+                f"min_in_sync_replicas must be <= replication_factor ({replication_factor}): no write could ever reach "
+                "more copies than exist, so every write would fail; lower it or add replicas",
+                min_in_sync_replicas,
+            )
         cleanup_policy = check.choice(path, "cleanup_policy", cleanup_policy, CleanupPolicy)
         settings = check.string_map(path, "config", config or {})
         for key in MANAGED_CONFIG:
@@ -203,9 +217,10 @@ class StreamingTopic(TopicReference):
         self.temporary_grants = []
         self.partitions = partitions
         self.replication_factor = replication_factor
+        self.min_in_sync_replicas = min_in_sync_replicas
         self.retention = retention
         self.cleanup_policy = cleanup_policy
-        topic_config = {"cleanup.policy": cleanup_policy.value, **settings}
+        topic_config = {"cleanup.policy": cleanup_policy.value, "min.insync.replicas": str(min_in_sync_replicas), **settings}
         if retention is not None:
             topic_config["retention.ms"] = str(to_millis(retention))
         if min_compaction_lag is not None:
@@ -214,6 +229,11 @@ class StreamingTopic(TopicReference):
         self.resource = Topic(
             self, "topic", name=name, partitions=partitions, replication_factor=replication_factor, config=topic_config
         )
+        if 1 < replication_factor == min_in_sync_replicas:
+            Annotations.of(self).add_warning(
+                f"topic {name!r}: min_in_sync_replicas equals replication_factor ({replication_factor}): writes stop "
+                "whenever one broker holding a copy is down"
+            )
         if "." in name and "_" in name:
             Annotations.of(self).add_warning(
                 f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"

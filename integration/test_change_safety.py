@@ -169,6 +169,26 @@ def test_destroy_leaves_no_debris_and_a_redeploy_starts_cleanly(cs_app):
     _wait(lambda: _rows(cfg) == {1: "first", 2: "while away"})
 
 
+def test_bigquery_drops_a_repeated_insert_id_even_in_a_recreated_table(local_stack: StackConfig) -> None:
+    """Why ``deploy`` waits after ``destroy`` (``datapipe_cdk.deploy.REDEPLOY_QUIET``): the sink's insertId is
+    ``<topic>-<partition>-<offset>``, a re-created topic restarts at offset 0, and a row whose insertId was seen
+    within the window is dropped without an error, even by a table created since."""
+    from google.cloud.bigquery import SchemaField, Table
+
+    client = bigquery.client(local_stack)
+    dataset = f"{bigquery.PROJECT}.cs_insert_ids"
+    table = f"{dataset}.items"
+    client.create_dataset(dataset, exists_ok=True)
+    try:
+        for row_id in (1, 2):
+            client.delete_table(table, not_found_ok=True)
+            client.create_table(Table(table, schema=[SchemaField("id", "INT64")]))
+            assert client.insert_rows_json(table, [{"id": row_id}], row_ids=["a-db.cs.items-0-0"]) == []
+        assert [r["id"] for r in client.query_and_wait(f"SELECT id FROM `{table}`")] == []
+    finally:
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
 def _wait(check: Any, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -466,7 +466,7 @@ def test_access_created_deleted_and_replaced():
 
 
 def test_drift_is_reported_separately_and_does_not_change_the_exit_status():
-    drifted = update(TOPIC_ORDERS, config={"cleanup.policy": "delete", "retention.ms": "86400000"})
+    drifted = update(TOPIC_ORDERS, config={"cleanup.policy": "delete", "min.insync.replicas": "2", "retention.ms": "86400000"})
     plan_json = make_plan(no_op(TOPIC_ORDERS), drift=(drifted,))
     assert exit_status(classify(plan_json, synthesized())) == plan.NO_CHANGES
     (found,) = classify_drift(plan_json, synthesized())

@@ -27,6 +27,7 @@ def test_streaming_topic_synthesizes_partitions_replication_and_retention_in_ms(
     assert topic["replication_factor"] == 3
     assert topic["config"] == {
         "cleanup.policy": "compact,delete",
+        "min.insync.replicas": "2",
         "retention.ms": str(7 * 24 * 3600 * 1000),
         "min.compaction.lag.ms": "300000",
         "max.message.bytes": "1048576",
@@ -44,6 +45,24 @@ def test_replication_factor_defaults_to_min_of_three_and_brokers():
     StreamingTopic(stack, "t", name="t")
     [topic] = resources(synth_stack(stack), "kafka_topic")
     assert topic["replication_factor"] == 1
+    assert topic["config"]["min.insync.replicas"] == "1", "set on the topic, never the broker's default"
+
+
+@pytest.mark.parametrize(("brokers", "replicas", "expected"), [(5, 5, "2"), (3, 3, "2"), (3, 2, "1"), (3, 1, "1")])
+def test_min_in_sync_replicas_defaults_to_two_with_three_copies(brokers, replicas, expected):
+    """An acks=all write must reach two copies when there are three, so losing its leader loses nothing."""
+    stack = make_stack(brokers=brokers)
+    StreamingTopic(stack, "t", name="t", replication_factor=replicas)
+    [topic] = resources(synth_stack(stack), "kafka_topic")
+    assert topic["config"]["min.insync.replicas"] == expected
+
+
+def test_min_in_sync_replicas_equal_to_the_copies_warns_that_one_broker_down_stops_writes(stack):
+    topic = StreamingTopic(stack, "t", name="t", replication_factor=3, min_in_sync_replicas=3)
+    warnings = [m.data for m in topic.node.metadata if m.type == "@cdktf/warn"]
+    assert any("writes stop whenever one broker" in str(w) for w in warnings), warnings
+    [synthesized] = resources(synth_stack(stack), "kafka_topic")
+    assert synthesized["config"]["min.insync.replicas"] == "3"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +81,12 @@ def test_replication_factor_defaults_to_min_of_three_and_brokers():
             "cleanup_policy must be one of 'delete', 'compact', 'compact,delete' (or the CleanupPolicy member), got 'compress'",
         ),
         ({"name": "t", "config": {"retention.ms": "5"}}, "config must not set 'retention.ms'"),
+        ({"name": "t", "config": {"min.insync.replicas": "1"}}, "config must not set 'min.insync.replicas'"),
+        ({"name": "t", "min_in_sync_replicas": 0}, "min_in_sync_replicas must be >= 1, got 0"),
+        (
+            {"name": "t", "replication_factor": 2, "min_in_sync_replicas": 3},
+            "test/t: min_in_sync_replicas must be <= replication_factor (2): no write could ever reach more copies",
+        ),
         ({"name": "t", "partitions": "3"}, "partitions must be an integer, got '3'"),
     ],
 )

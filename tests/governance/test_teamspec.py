@@ -96,6 +96,16 @@ def test_the_example_team_file_is_compiled_into_the_payments_stack():
             "(allowed: as, columns, sink, table), got {",
         ),
         (
+            VALID.replace("owners:", "ownres:"),
+            "teams/team.yaml:3: file: Additional properties are not allowed ('ownres' was unexpected) "
+            "(did you mean 'owners'?) (allowed: ",
+        ),
+        (
+            VALID.replace("    table: accounts", "    tabel: accounts"),
+            "teams/team.yaml:12: tables[1]: Additional properties are not allowed ('tabel' was unexpected) "
+            "(did you mean 'table'?)",
+        ),
+        (
             VALID.replace("retention_days: 365", "retention_days: one year"),
             "teams/team.yaml:6: retention_days: must be of type integer (expected days before a partition expires "
             "(required when holds_pii is true)), got 'one year'",
