@@ -333,7 +333,24 @@ def _synth_app(args: argparse.Namespace, as_json: bool = False) -> tuple[App, li
         app.synth()
     except RuntimeError as error:
         raise Failure(f"synth failed: {str(error).splitlines()[0]}\n{_jsii_details(error)}") from None
+    for warning in synth_warnings(Path(args.out)):
+        print(f"warning: {warning}", file=sys.stderr)
     return app, stacks, OK
+
+
+def synth_warnings(out: Path) -> list[str]:
+    """``<construct path>: <message>`` for every warning annotation of the last synth (``<out>/manifest.json``),
+    ours and the user's own constructs' alike: cdktf records them there and prints none."""
+    try:
+        stacks = json.loads((out / "manifest.json").read_text()).get("stacks", {})
+    except (OSError, ValueError):
+        return []
+    return [
+        f"{note.get('constructPath')}: {note.get('message')}"
+        for stack in stacks.values()
+        for note in stack.get("annotations", [])
+        if note.get("level") == "@cdktf/warn"
+    ]
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -342,7 +359,7 @@ def _synth(args: argparse.Namespace) -> int:
         return code
     written = {s.node.id: [str(p) for p in write_side_files(s, Path(args.out) / "stacks" / s.node.id)] for s in stacks}
     if args.json:
-        print(json.dumps({"ok": True, "out": args.out, "files": written}, indent=2))
+        print(json.dumps({"ok": True, "out": args.out, "files": written, "warnings": synth_warnings(Path(args.out))}, indent=2))
     else:
         for stack, files in written.items():
             print(f"{stack}: {Path(args.out) / 'stacks' / stack / 'cdk.tf.json'} + {', '.join(Path(f).name for f in files)}")

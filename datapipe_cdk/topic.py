@@ -234,7 +234,7 @@ class StreamingTopic(TopicReference):
                 f"topic {name!r}: min_in_sync_replicas equals replication_factor ({replication_factor}): writes stop "
                 "whenever one broker holding a copy is down"
             )
-        if "." in name and "_" in name:
+        if "." in name and "_" in name.lstrip("_"):  # leading '_' marks internal topics, by convention
             Annotations.of(self).add_warning(
                 f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"
             )

@@ -322,3 +322,18 @@ def test_columns_differing_only_in_case_and_a_key_listed_twice_are_refused(stack
 
 def test_postgres_is_accepted_as_the_engine_name_the_cli_uses(stack):
     assert _source(stack, engine="postgres").engine.value == "postgresql"
+
+
+def test_synth_prints_every_warning_with_its_construct_path(tmp_path: Path, capsys):
+    """cdktf only records warnings in manifest.json; `datapipe synth` prints them (and lists them in --json)."""
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from datapipe_cdk import App, StreamingTopic\nfrom tests.conftest import make_stack\n"
+        "def build(outdir):\n    app = App(outdir=outdir)\n    stack = make_stack(app=app)\n"
+        "    StreamingTopic(stack, 't', name='t', replication_factor=3, min_in_sync_replicas=3)\n    return app\n"
+    )
+    assert main(["synth", "--app", str(app), "--out", str(tmp_path / "out")]) == 0
+    assert "warning: test/t: topic 't': min_in_sync_replicas equals replication_factor (3)" in capsys.readouterr().err
+    assert main(["synth", "--app", str(app), "--out", str(tmp_path / "out"), "--json"]) == 0
+    [warning] = json.loads(capsys.readouterr().out)["warnings"]
+    assert warning.startswith("test/t: topic 't': min_in_sync_replicas equals")

@@ -163,3 +163,10 @@ def test_grant_read_needs_exactly_one_group_form(stack):
     topic = StreamingTopic(stack, "orders", name="orders")
     with pytest.raises(DatapipeError, match="exactly one of consumer_group or consumer_group_prefix"):
         topic.grant_read(Principal.kafka_user("a"))
+
+
+@pytest.mark.parametrize(("name", "warned"), [("pay.orders_v2", True), ("_schema-history.pay", False), ("pay_orders", False)])
+def test_a_name_mixing_dot_and_underscore_is_warned_about_unless_the_underscore_only_leads(stack, name, warned):
+    topic = StreamingTopic(stack, "t", name=name)
+    warnings = [str(m.data) for m in topic.node.metadata if m.type == "@cdktf/warn"]
+    assert any("mixes '.' and '_'" in w for w in warnings) is warned, warnings
