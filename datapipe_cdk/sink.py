@@ -12,6 +12,7 @@ from typing import Any
 from constructs import Construct
 
 from . import _validate as check
+from ._cdk import Annotations
 from ._core import PipelineConstruct, pipeline_of
 from .acl import AclOperation, KafkaAcl, ResourceType
 from .compaction import LOG_TABLE, Compaction, CompactionPolicy, state_table_id
@@ -347,6 +348,11 @@ class BigQuerySink(PipelineConstruct):
         when the beat is older than the objective) and an alert policy on that log entry."""
         heartbeat = self._tables[HEARTBEAT_TABLE]
         label = f"{self.construct_path} (objective {in_words(objective)})"
+        if not stack.gcp.alert_channels:
+            Annotations.of(self).add_warning(
+                f"freshness objective {in_words(objective)} of {self.source.construct_path}: its alert policy notifies "
+                "no one; set GcpProject(alert_channels=['projects/<p>/notificationChannels/<id>'])"
+            )
         check_query = BigqueryDataTransferConfig(
             self,
             "freshness-check",

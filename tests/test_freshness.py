@@ -94,6 +94,17 @@ def test_production_watches_each_objective_with_a_scheduled_check_and_an_alert_p
         'resource.type="bigquery_dts_config" AND "datapipe freshness missed: prod/raw "'
     )
 
+    sink = stack.node.find_child("raw")
+    assert not [m for m in sink.node.metadata if m.type == "@cdktf/warn"], "channels set: nothing to warn about"
+
+
+def test_an_alert_policy_that_notifies_no_one_is_warned_about(stack: DataPipelineStack) -> None:
+    sink = BigQuerySink(stack, "raw", source=_source(stack, freshness=timedelta(minutes=5)), dataset="raw")
+    [alert] = resources(synth_stack(stack), "google_monitoring_alert_policy")
+    assert not alert.get("notification_channels")
+    [warning] = [str(m.data) for m in sink.node.metadata if m.type == "@cdktf/warn"]
+    assert warning.startswith("freshness objective 5 minutes of test/db: its alert policy notifies no one; set GcpProject(")
+
 
 def test_no_monitor_without_an_objective(stack: DataPipelineStack) -> None:
     BigQuerySink(stack, "raw", source=_source(stack), dataset="raw")
