@@ -95,6 +95,8 @@ class DataPipelineStack(PipelineStack):
         check.literal(path, "stack_id", stack_id, "it names the stack")
         kafka, connect, gcp, self.target = apply_target(kafka, connect, gcp)
         kafka, connect, gcp = self._checked_settings(path, kafka, connect, gcp)
+        if connect.manage_acls:
+            _refuse_shared_worker_acls(scope, path, kafka, connect)
         super().__init__(scope, stack_id, path)
         self.resource_table = ResourceTable(self)  # first child: see providers/_base.py
         self.kafka = kafka
@@ -272,3 +274,20 @@ class DataPipelineStack(PipelineStack):
         KafkaAcl.ensure(self, worker, ResourceType.GROUP, self.connect.group_id, AclOperation.READ)
         KafkaAcl.ensure(self, worker, ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE_CONFIGS)
         KafkaAcl.ensure(self, worker, ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE)
+
+
+def _refuse_shared_worker_acls(scope: Construct, path: str, kafka: KafkaCluster, connect: ConnectCluster) -> None:
+    """Kafka ACLs carry no owner: two stacks emitting the same worker ACLs both "own" them, and destroying
+    either revokes them from the workers every other stack's connectors run on."""
+    for other in scope.node.children:
+        if not isinstance(other, DataPipelineStack) or not other.connect.manage_acls:
+            continue
+        same_cluster = set(other.kafka.bootstrap_servers) & set(kafka.bootstrap_servers)
+        if same_cluster and (other.connect.url, other.connect.group_id) == (connect.url, connect.group_id):
+            raise DatapipeError(
+                path,
+                f"connect.manage_acls: stack {other.node.path!r} already manages the ACLs of the Connect workers at "
+                f"{connect.url} (group {connect.group_id}); destroying either stack would revoke them from both. Set "
+                "ConnectCluster(manage_acls=False) in every stack but one",
+                True,
+            )

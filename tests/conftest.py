@@ -18,14 +18,22 @@ Synth = Callable[[DataPipelineStack], dict[str, Any]]
 
 
 def make_stack(
-    *, brokers: int | None = 3, manage_iam: bool = True, stack_id: str = "test", app: App | None = None
+    *,
+    brokers: int | None = 3,
+    manage_iam: bool = True,
+    stack_id: str = "test",
+    app: App | None = None,
+    manage_acls: bool = True,
 ) -> DataPipelineStack:
     stack = DataPipelineStack(
         app or App(),
         stack_id,
         kafka=KafkaCluster(bootstrap_servers=["broker-1:9092"], brokers=brokers, tls=False, sasl_username="admin"),
         connect=ConnectCluster(
-            url="http://connect:8083", principal=Principal.kafka_user("connect"), basic_auth_username="terraform"
+            url="http://connect:8083",
+            principal=Principal.kafka_user("connect"),
+            basic_auth_username="terraform",
+            manage_acls=manage_acls,
         ),
         gcp=GcpProject(project="acme-data", location="US", manage_iam=manage_iam, allowed_domains=["acme.com"]),
     )

@@ -167,12 +167,25 @@ def test_a_bigquery_location_that_does_not_exist_is_refused():
 def test_two_stacks_of_one_app_creating_the_same_dataset_in_one_project_are_refused():
     app = App()
     first = make_stack(app=app, stack_id="first")
-    second = make_stack(app=app, stack_id="second")
+    second = make_stack(app=app, stack_id="second", manage_acls=False)
     MicroWarehouse(first, "finance", owners=[OWNER])
     assert _error(lambda: MicroWarehouse(second, "finance", owners=[OWNER])) == (
         "second/finance: dataset acme-data.finance is already created by first/finance/dataset (another stack of this app); "
         "choose another dataset id, got 'finance'"
     )
+
+
+def test_two_stacks_of_one_app_managing_the_same_workers_acls_are_refused():
+    """Kafka ACLs have no owner: destroying one stack would revoke the workers' ACLs the other relies on."""
+    app = App()
+    make_stack(app=app, stack_id="first")
+    assert _error(lambda: make_stack(app=app, stack_id="second")) == (
+        "second: connect.manage_acls: stack 'first' already manages the ACLs of the Connect workers at "
+        "http://connect:8083 (group connect-cluster); destroying either stack would revoke them from both. Set "
+        "ConnectCluster(manage_acls=False) in every stack but one, got True"
+    )
+    assert app.node.try_find_child("second") is None
+    make_stack(app=app, stack_id="third", manage_acls=False)
 
 
 # --- connector configuration the construct owns, secrets in plain config ----------------------------
