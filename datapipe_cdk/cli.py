@@ -169,11 +169,14 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated consequences to accept: data-loss, re-snapshot, re-keying (default: none)",
     )
     for name, handler, summary in (
-        ("deploy", _deploy, "synth, then apply the stacks and check that every connector runs"),
+        ("deploy", _deploy, "synth, plan (risky changes refused unless --allow), apply that plan, check every connector runs"),
         ("destroy", _destroy, "reset the connectors' offsets, destroy the stacks, clean replication slots (local)"),
     ):
         sub = command(name, handler, summary, out=True, stack=True, local=True)
         sub.add_argument("--auto-approve", action="store_true", help="do not ask before applying or destroying")
+        if name == "deploy":
+            sub.add_argument("--allow", default="", help="comma-separated risky consequences to accept, as for `plan`: "
+                             "data-loss, re-snapshot, re-keying (default: none; any of them refuses the deploy)")  # fmt: skip
     compact = command(
         "compact",
         _compact,
@@ -547,16 +550,51 @@ def _stacks_selected(stacks: Sequence[DataPipelineStack], only: Sequence[str] | 
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from .plan import PlanError, parse_allow
+
+    try:
+        allowed = parse_allow(args.allow)
+    except PlanError as error:
+        raise UsageError(str(error)) from None
     stacks, runner = _deployable(args)
     missed: list[str] = []
     for stack in stacks:
         before = _deployed_before(runner, stack)
-        runner.deploy(stack, auto_approve=args.auto_approve)
+        if not _reviewed(runner, stack, allowed, auto_approve=args.auto_approve):
+            return REFUSED
+        runner.deploy(stack, auto_approve=True, saved_plan=True)
         print(f"{stack.name}: deployed", file=sys.stderr)
         missed += _snapshot_added_tables(runner, stack, before)
     if missed:
         raise Failure("\n".join(missed))
     return OK
+
+
+def _reviewed(runner: Any, stack: Any, allowed: frozenset[str], *, auto_approve: bool) -> bool:
+    """Plan ``stack`` (kept for the apply) and classify it as ``datapipe plan`` does: risky changes not allowed
+    refuse the deploy (False); other changes are shown and, without ``auto_approve``, confirmed on the terminal."""
+    from .deploy import PLAN_FILE
+    from .plan import RISKY_CHANGES, classify, exit_status, render_table
+
+    pending, plan_json = runner.plan(stack, keep=True)
+    changes = classify(plan_json, stack.synthesized, stack.deployed_paths)
+    status = exit_status(changes, allowed)
+    if status == RISKY_CHANGES or (pending and not auto_approve):
+        sys.stderr.write(f"== {stack.name} ==\n{render_table(changes, (), allowed)}")
+    if status == RISKY_CHANGES:
+        (stack.directory / PLAN_FILE).unlink(missing_ok=True)
+        print(f"datapipe: {stack.name} not deployed: risky changes not allowed (marked !); review them, then deploy "
+              "again with --allow", file=sys.stderr)  # fmt: skip
+        return False
+    if pending and not auto_approve:
+        try:
+            answer = input(f"Apply these changes to {stack.name}? Only 'yes' applies: ").strip()
+        except EOFError:
+            answer = "(no terminal: pass --auto-approve to deploy without asking)"
+        if answer != "yes":
+            (stack.directory / PLAN_FILE).unlink(missing_ok=True)
+            raise Failure(f"{stack.name}: not deployed, nothing was changed; answer {answer!r}")
+    return True
 
 
 def _destroy(args: argparse.Namespace) -> int:

@@ -2,9 +2,11 @@
 
 What ``datapipe plan | deploy | destroy`` runs for each stack, in order:
 
-* **deploy**: ``tofu init``, ``tofu apply``; then every connector the stack declares must be RUNNING
-  with all its tasks: one left STOPPED or PAUSED (a half-finished teardown, an operator's pause) is
-  resumed, so run state always follows the code.
+* **deploy**: ``tofu init``, ``tofu plan`` classified like ``datapipe plan`` (risky changes refused unless
+  allowed, the rest shown and confirmed unless ``--auto-approve``), ``tofu apply`` of that saved plan
+  (exactly what was reviewed); then every connector the stack declares must be RUNNING with all its
+  tasks: one left STOPPED or PAUSED (a half-finished teardown, an operator's pause) is resumed, so run
+  state always follows the code.
 * **destroy**: connectors stopped and their offsets deleted first (Connect keeps a deleted connector's
   offsets; a source re-created under its name would resume from a position whose schema history is
   gone, a sink would skip records), then ``tofu destroy``, then (locally) the PostgreSQL slots and
@@ -49,6 +51,7 @@ REDEPLOY_QUIET = {True: 61.0, False: 300.0}
 """Seconds between a destroy stopping a stack's sinks and a deploy re-creating them: local (the emulator
 forgets an ``insertId`` after 60 s) and other targets (BigQuery keeps them "at least one minute"; five is
 the longest window it has been documented with)."""
+PLAN_FILE = "datapipe.plan"
 DESTROY_MARK = "datapipe-destroyed.json"
 """``{"sinks_stopped_at": <epoch seconds>}``, next to the local state (local) or in the stack's directory
 (elsewhere: a deploy from another checkout or CI job does not see it and cannot wait for it)."""
@@ -115,8 +118,8 @@ class Runner:
             env.update(provision.state_encryption(cfg))
         return env
 
-    def tofu(self, stack: StackDir, args: Sequence[str], env: Mapping[str, str], *, check: bool = True,
-             capture: bool = False, interactive: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def tofu(self, stack: StackDir, args: Sequence[str], env: Mapping[str, str], *, check: bool = True, capture: bool = False,
+             interactive: bool = False, retry: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """Run ``tofu <args>`` in the stack's directory; transient broker errors are retried.
 
         The full output goes to ``<stack dir>/tofu.log``; the terminal gets the summary lines (or everything,
@@ -144,7 +147,7 @@ class Runner:
                         if _SUMMARY.match(line):
                             self.log(f"  {line.strip()}")
             failed = done.returncode not in ((0, 2) if "-detailed-exitcode" in args else (0,))
-            if failed and attempt <= self.retries and TRANSIENT.search(done.stderr + done.stdout):
+            if failed and retry and attempt <= self.retries and TRANSIENT.search(done.stderr + done.stdout):
                 self.log(f"  transient error (attempt {attempt}), retrying: {_first_error(done.stderr)}")
                 time.sleep(3.0 * attempt)
                 continue
@@ -157,15 +160,28 @@ class Runner:
 
     # --- deploy -------------------------------------------------------------------------------
 
-    def deploy(self, stack: StackDir, *, auto_approve: bool) -> None:
+    def deploy(self, stack: StackDir, *, auto_approve: bool, saved_plan: bool = False) -> None:
+        """Apply the stack: the plan ``plan(stack, keep=True)`` saved when ``saved_plan`` (exactly what was
+        reviewed, no second approval), else a fresh one (OpenTofu asks unless ``auto_approve``)."""
         env = self.environment(stack)
         if self.local:
             self._prepare_local(stack)
         self.init(stack, env)
         self._wait_after_destroy(stack)
-        self.tofu(
-            stack, ["apply", "-input=false", *(["-auto-approve"] if auto_approve else [])], env, interactive=not auto_approve
-        )
+        if saved_plan:
+            try:
+                done = self.tofu(stack, ["apply", "-input=false", PLAN_FILE], env, check=False, retry=False)
+            finally:
+                (stack.directory / PLAN_FILE).unlink(missing_ok=True)
+            if done.returncode != 0 and TRANSIENT.search(done.stderr + done.stdout):
+                # a saved plan is stale once partly applied: the rest of the same configuration, planned again
+                self.log(f"  transient error, applying the same configuration again: {_first_error(done.stderr)}")
+                self.tofu(stack, ["apply", "-input=false", "-auto-approve"], env)
+            elif done.returncode != 0:
+                raise DeployError(f"tofu apply failed for stack {stack.name}:\n{_tail(done.stderr or done.stdout)}")
+        else:
+            approve = ["-auto-approve"] if auto_approve else []
+            self.tofu(stack, ["apply", "-input=false", *approve], env, interactive=not auto_approve)
         self.reconcile(stack)
         if self.local:
             self._save_deployed_manifest(stack, env)
@@ -285,10 +301,11 @@ class Runner:
 
     # --- plan ---------------------------------------------------------------------------------
 
-    def plan(self, stack: StackDir) -> tuple[bool, dict[str, Any]]:
+    def plan(self, stack: StackDir, *, keep: bool = False) -> tuple[bool, dict[str, Any]]:
         """(changes pending, the plan as JSON) — ``tofu plan -detailed-exitcode`` read back with ``tofu show -json``.
 
         ``deployed_paths`` is set to the deployed stack's construct paths (read from its state before planning).
+        ``keep`` leaves the plan file for ``deploy(stack, saved_plan=True)``.
         """
         env = self.environment(stack)
         self.init(stack, env)
@@ -297,9 +314,12 @@ class Runner:
             stack.deployed_paths = dict(json.loads(recorded.stdout)) if recorded.returncode == 0 else {}
         except ValueError:
             stack.deployed_paths = {}
-        done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", "-out=datapipe.plan"], env, capture=True)
-        shown = self.tofu(stack, ["show", "-json", "datapipe.plan"], env, capture=True)
-        (stack.directory / "datapipe.plan").unlink(missing_ok=True)
+        done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", f"-out={PLAN_FILE}"], env, capture=True)
+        try:
+            shown = self.tofu(stack, ["show", "-json", PLAN_FILE], env, capture=True)
+        finally:
+            if not keep:
+                (stack.directory / PLAN_FILE).unlink(missing_ok=True)
         plan = json.loads(shown.stdout)
         plan.pop("variables", None)  # their values, secrets included: nothing downstream needs them
         return done.returncode == 2, plan

@@ -34,11 +34,13 @@ STACKS = ("payments", "ledger")
 
 
 def datapipe(
-    *args: str, timeout: float = 900.0, check: bool = True, env: dict[str, str] | None = None
+    *args: str, timeout: float = 900.0, check: bool = True, env: dict[str, str] | None = None, answer: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``datapipe`` CLI as a user would (a separate process), echoing its output on failure."""
+    """Run the ``datapipe`` CLI as a user would (a separate process), echoing its output on failure. ``answer`` is
+    what the user types when it asks (nothing by default: stdin is empty, never the terminal's)."""
     command = [sys.executable, "-m", "datapipe_cdk.cli", *args]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    environment = {**os.environ, **(env or {})}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environment, input=answer)
     if check and done.returncode != 0:
         raise AssertionError(f"datapipe {' '.join(args)} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done

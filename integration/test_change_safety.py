@@ -123,6 +123,20 @@ def test_every_class_of_change_is_classified_with_the_construct_that_causes_it(c
     assert allowed == 2
 
 
+def test_deploy_refuses_risky_changes_unless_allowed_and_asks_before_the_rest(cs_app):
+    """`deploy` runs the same classification as `plan`: risky changes are refused without --allow, the rest is
+    shown and confirmed unless --auto-approve; a refused or unconfirmed deploy changes nothing."""
+    refused = datapipe("deploy", *cs_app["args"], "--auto-approve", check=False, env={"CS_VARIANT": "changed"})
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    assert "risky changes not allowed (marked !)" in refused.stderr and "data-loss" in refused.stderr
+    declined = datapipe("deploy", *cs_app["args"], "--allow", "data-loss,re-snapshot,re-keying", check=False,
+                        env={"CS_VARIANT": "changed"}, answer="no\n")  # fmt: skip
+    assert declined.returncode == 1 and "Only 'yes' applies" in declined.stdout + declined.stderr, declined.stderr[-3000:]
+    assert "not deployed, nothing was changed; answer 'no'" in declined.stderr
+    code, report = _plan(cs_app, "base")
+    assert code == 0, f"a refused or declined deploy applied something: {report}"
+
+
 def test_a_stopped_connector_is_drift_for_plan_and_resumed_by_deploy(cs_app):
     from datapipe_cdk.connect_api import ConnectClient
     from datapipe_cdk.local import connect
