@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,19 +12,25 @@ from datapipe_cdk.cli import _parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+PYTHON_BLOCKS = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", README, flags=re.S)]
+APP_BLOCKS = [b for b in PYTHON_BLOCKS if "def build(" in b]
 
 
 def test_the_readme_has_python_to_run() -> None:
-    assert PYTHON_BLOCKS
+    assert APP_BLOCKS
 
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_each_python_block_compiles(index: int) -> None:
+    compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec")
+
+
+@pytest.mark.parametrize("index", range(len(APP_BLOCKS)))
 def test_each_python_block_synthesizes_and_passes_the_policies(
     index: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = tmp_path / "app.py"
-    app.write_text(PYTHON_BLOCKS[index])
+    app.write_text(APP_BLOCKS[index])
     assert main(["synth", "--app", str(app), "--out", str(tmp_path / "cdktf.out")]) == 0, capsys.readouterr().err
     assert list((tmp_path / "cdktf.out" / "stacks").glob("*/cdk.tf.json"))
 

@@ -46,7 +46,7 @@ from datapipe_cdk.local.config import StackConfig
 from datapipe_cdk.manifest import KafkaEndpoint, Manifest, Source
 from datapipe_cdk.runtime._sql import quote_mysql, quote_postgres
 from datapipe_cdk.runtime.credentials import Credentials, Login, _env_login, load_credentials
-from datapipe_cdk.runtime.drift import drift
+from datapipe_cdk.runtime.drift import drift, fitting_types
 from datapipe_cdk.runtime.sink_health import DeadLetter, dead_letters
 from datapipe_cdk.runtime.source import SourceColumn, SourceDatabase
 
@@ -561,6 +561,46 @@ SIGNAL_TABLE_COLUMNS = "id VARCHAR(42) PRIMARY KEY, type VARCHAR(32) NOT NULL, d
 """Debezium's documented signal table layout."""
 
 
+def check_columns(source: Source, session: Session) -> list[Finding]:
+    """Each captured table's declared columns against the source's (drift's rules): a declared type that does not
+    fit the source type carries wrong values or NULLs, a declared column gone from the source arrives NULL: errors.
+    Columns nobody declared are not carried: info."""
+    found = []
+    for table in source.tables:
+        where = f"{source.name}: columns of {table.name}"
+        columns = session.columns(table.name)
+        if not columns:
+            found.append(
+                Finding(
+                    ERROR,
+                    where,
+                    f"table {table.name} not found in {source.database}, or none of its columns visible to the login",
+                    "create it, or grant the CDC login SELECT on it",
+                )
+            )
+            continue
+        found_drift = drift(table, columns, None)
+        present = {c.name: c for c in columns}
+        for name, why in found_drift.misfits.items():
+            fits = fitting_types(present[name])
+            fix = f"declare Column({name!r}, ColumnType.{fits[0]})" if fits else "declare a type that fits (typemap.py)"
+            found.append(Finding(ERROR, f"{where}.{name}", f"{why}: its values would arrive wrong or NULL", fix))
+        if found_drift.gone:
+            found.append(
+                Finding(
+                    ERROR,
+                    where,
+                    f"declared but gone from the source (they arrive NULL): {', '.join(found_drift.gone)}",
+                    "remove them from the declaration, or restore them in the source",
+                )
+            )
+        if found_drift.undeclared and table.columns_declared:  # a table declared by its key alone carries only it
+            found.append(Finding(INFO, where, f"not declared, so not carried: {', '.join(found_drift.undeclared)}"))
+        if not found_drift.misfits and not found_drift.gone:
+            found.append(Finding(OK, where, "every declared column exists with a type that fits"))
+    return found
+
+
 def check_signal_table(source: Source, session: Session) -> list[Finding]:
     """The source's Debezium signal table (incremental snapshots read their requests there) exists."""
     if not source.signal_table:
@@ -616,6 +656,7 @@ def mysql_checks(
         ("signal table", lambda: check_signal_table(source, session)),
         ("heartbeat table", lambda: check_heartbeat_table(source, session)),
         ("CDC user grants", lambda: check_mysql_grants(source, session)),
+        ("declared columns", lambda: check_columns(source, session)),
     ]
     return [f for what, check in checks for f in _guarded(f"{source.name}: {what}", check)]
 
@@ -886,6 +927,7 @@ def postgres_checks(source: Source, session: Session, config: Mapping[str, Any],
         ("signal table", lambda: check_signal_table(source, session)),
         ("heartbeat table", lambda: check_heartbeat_table(source, session)),
         ("CDC role privileges", lambda: check_postgres_privileges(source, session)),
+        ("declared columns", lambda: check_columns(source, session)),
     ]
     return [f for what, check in checks for f in _guarded(f"{source.name}: {what}", check)]
 

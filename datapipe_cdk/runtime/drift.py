@@ -39,6 +39,14 @@ _ARRAY_ELEMENTS = {"INT64": ("_int2", "_int4", "_int8"), "FLOAT64": ("_float4", 
                    "BYTES": ("_bytea",), "STRING": ("_text", "_varchar", "_bpchar", "_uuid")}  # fmt: skip
 
 
+def fitting_types(column: SourceColumn) -> list[str]:
+    """The ``ColumnType`` names that carry ``column`` as it is (for a fix to suggest), most specific first."""
+    if column.data_type == "bigint" and "unsigned" in column.full_type:
+        return ["UINT64"]
+    fits = [declared for declared, kinds in _FITS.items() if column.data_type in kinds and declared != "STRING"]
+    return ["STRING", *fits] if column.data_type in _TEXT else fits
+
+
 def type_misfit(policy: ColumnPolicy, column: SourceColumn) -> str | None:
     """Why ``column`` cannot be carried as ``policy`` declares it; None when it fits."""
     declared = policy.type or "STRING"

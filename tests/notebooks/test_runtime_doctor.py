@@ -29,6 +29,7 @@ from datapipe_cdk.runtime.doctor import (
     check_binlog_format,
     check_binlog_retention,
     check_binlog_row_image,
+    check_columns,
     check_connector,
     check_dead_letters,
     check_gtid,
@@ -664,3 +665,25 @@ def test_the_command_exits_1_on_any_error(
     assert [f["severity"] for f in report["stacks"][0]["findings"]] == list(severities)
     assert cli.main(["doctor"]) == code
     assert capsys.readouterr().out.startswith("== clinic ==\nSEVERITY")
+
+
+def test_a_declared_type_that_does_not_fit_the_source_is_an_error_naming_the_type_that_does() -> None:
+    """TIMESTAMP declared for a PostgreSQL ``timestamp without time zone``: the view would show NULL for every row."""
+
+    class Visits(FakeSession):
+        def columns(self, table: str) -> list[SourceColumn]:
+            return [_column("id", "bigint"), _column("note", "timestamp without time zone"), _column("extra", "text")]
+
+    found = check_columns(_source("clinic-visits"), Visits({}))
+    [misfit] = [f for f in found if f.severity == ERROR]
+    assert misfit.component.endswith(".note") and "declared STRING, source is timestamp without time zone" in misfit.message
+    assert misfit.fix == "declare Column('note', ColumnType.DATETIME)"
+    [undeclared] = [f for f in found if f.severity == INFO]
+    assert "not declared, so not carried: extra" in undeclared.message
+
+    class Gone(FakeSession):
+        def columns(self, table: str) -> list[SourceColumn]:
+            return [_column("id", "bigint")]
+
+    [gone] = check_columns(_source("clinic-visits"), Gone({}))
+    assert gone.severity == ERROR and "declared but gone from the source (they arrive NULL): note" in gone.message
