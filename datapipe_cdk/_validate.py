@@ -105,6 +105,19 @@ def text(path: str, name: str, value: object, *, pattern: str | None = None, rul
     return value
 
 
+def plain(path: str, name: str, value: str) -> str:
+    """Free text (a description, a config value) that must not carry a Terraform reference: a string that merely
+    looks like a cdktf token (``${TfToken[TOKEN.0]}``) would be resolved, writing a password variable there."""
+    if is_token(value):
+        raise DatapipeError(
+            path,
+            f"{name} must be plain text, without a Terraform reference ('${{TfToken[...]}}'): Terraform would write the "
+            "referenced value (a password, say) there; remove it",
+            value,
+        )
+    return value
+
+
 def name(path: str, what: str, value: object, *, pattern: str, rule: str, why: str, max_length: int = 1024) -> str:
     """A literal name the library derives resources from (a token is refused with ``why``)."""
     literal(path, what, value, why)

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +84,16 @@ def _report_error(kind: str, message: str, code: int, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"ok": False, "error": {"kind": kind, "message": message}}, indent=2))
     elif message:
-        print(f"datapipe: {'error: ' if code == USAGE else ''}{message}", file=sys.stderr)
+        print(f"datapipe: {'error: ' if code == USAGE else ''}{printable(message)}", file=sys.stderr)
     return code
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters (escape sequences, bidi overrides) that a team
+    file or a construct id could carry are shown escaped, never sent; newlines and tabs stay."""
+    return "".join(
+        c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else c.encode("unicode_escape").decode() for c in text
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -313,7 +322,7 @@ def _report_violations(found: dict[str, list[Any]], as_json: bool) -> int:
     else:
         for stack, violations in found.items():
             for violation in violations:
-                print(f"{violation}  [{violation.policy}]", file=sys.stderr)
+                print(printable(f"{violation}  [{violation.policy}]"), file=sys.stderr)
             if not violations:
                 print(f"{stack}: all policies pass")
         if count:
@@ -337,7 +346,7 @@ def _synth_app(args: argparse.Namespace, as_json: bool = False) -> tuple[App, li
     except RuntimeError as error:
         raise Failure(f"synth failed: {str(error).splitlines()[0]}\n{_jsii_details(error)}") from None
     for warning in synth_warnings(Path(args.out)):
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     return app, stacks, OK
 
 
@@ -931,8 +940,21 @@ def _local_sql(args: argparse.Namespace) -> int:
     from .local import services
     from .local.config import StackConfig
 
-    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.command
-    services.run_sql(StackConfig(), args.engine, text, args.database)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8") if args.file else args.command
+    except OSError as error:
+        raise UsageError(f"cannot read the SQL file: {error}") from None
+    try:
+        results = services.run_sql(StackConfig(), args.engine, text, args.database)
+    except Exception as error:  # the driver's own error (syntax, missing table, refused login): said plainly
+        if type(error).__module__.split(".")[0] not in ("pymysql", "psycopg"):
+            raise
+        raise Failure(f"{args.engine}: {type(error).__name__}: {str(error).strip()}") from None
+    for columns, rows in results:
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join("NULL" if value is None else str(value) for value in row))
+        print(f"({len(rows)} row{'s' * (len(rows) != 1)})")
     return OK
 
 

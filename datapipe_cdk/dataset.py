@@ -121,7 +121,7 @@ class Dataset(PipelineConstruct):
                 dataset_id,
             )
         if description is not None:
-            check.text(path, "description", description, max_length=16384)
+            check.plain(path, "description", check.text(path, "description", description, max_length=16384))
         for key, value in check.string_map(path, "labels", labels or {}).items():
             check.text(
                 path,

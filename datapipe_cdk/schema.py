@@ -127,6 +127,8 @@ class Column:
             )
         if self.description is not None and not isinstance(self.description, str):
             raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
+        if self.description is not None:
+            check.plain(path, f"column {self.name!r} description", self.description)
         if self.precision is not None or self.scale is not None:
             if self.type is not ColumnType.NUMERIC:
                 raise DatapipeError(path, f"column {self.name!r}: precision and scale are for NUMERIC columns", self.type.value)
@@ -195,6 +197,10 @@ class Table:
             missing = [k for k in keys if k not in names]
             if missing:
                 raise DatapipeError(path, f"tables[{name!r}] primary key columns must be among its columns", missing)
+        if self.description is not None:
+            if not isinstance(self.description, str):
+                raise DatapipeError(path, f"tables[{name!r}] description must be a string", self.description)
+            check.plain(path, f"tables[{name!r}] description", self.description)
         return Table(primary_key=tuple(keys), columns=tuple(columns), description=self.description, owner=self.owner)
 
     def column(self, name: str) -> Column | None:

@@ -191,6 +191,9 @@ class CdcSource(PipelineConstruct):
     Its change events never reach Kafka (a ``Filter`` transform drops them: no topic, no ACL).
     """
 
+    derives_topic_names = True
+    """Its topics are named by Debezium (``<prefix>.<database>.<table>``): no warning about their characters."""
+
     def __init__(
         self,
         scope: Construct,
@@ -452,6 +455,7 @@ class CdcSource(PipelineConstruct):
 def _checked_extra_config(path: str, extra_config: object) -> dict[str, str]:
     extra = check.string_map(path, "extra_config", extra_config or {})
     for key, value in extra.items():
+        check.plain(path, f"extra_config[{key!r}]", value)
         if key in _OWNED_KEYS or key.startswith(_OWNED_PREFIXES):
             raise DatapipeError(
                 path,

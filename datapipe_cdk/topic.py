@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import Enum
@@ -20,7 +21,13 @@ from .units import FOREVER, to_millis, to_rfc3339
 
 _TOPIC = r"[A-Za-z0-9._-]{1,249}"
 _GROUP = r"[A-Za-z0-9._-]{1,249}"
-MANAGED_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms", "min.insync.replicas")
+MANAGED_CONFIG = {
+    "cleanup.policy": "cleanup_policy",
+    "retention.ms": "retention",
+    "min.compaction.lag.ms": "min_compaction_lag",
+    "min.insync.replicas": "min_in_sync_replicas",
+}
+"""Topic config keys a typed argument owns: key -> the argument."""
 
 
 class CleanupPolicy(Enum):
@@ -177,10 +184,25 @@ class StreamingTopic(TopicReference):
         check.integer(path, "partitions", partitions, minimum=1, maximum=100_000)
         if replication_factor is None:
             replication_factor = stack.default_replication_factor
-        check.integer(path, "replication_factor", replication_factor, minimum=1, maximum=stack.kafka.brokers)
+        check.integer(path, "replication_factor", replication_factor, minimum=1)
+        if stack.kafka.brokers is not None and replication_factor > stack.kafka.brokers:
+            raise DatapipeError(
+                path,
+                f"replication_factor must be <= the cluster's broker count ({stack.kafka.brokers}, "
+                "KafkaCluster(brokers=...); on the local stack DATAPIPE_KAFKA_BROKERS, default 1): each copy needs "
+                "its own broker; lower it or omit it (default min(3, brokers))",
+                replication_factor,
+            )
         if min_in_sync_replicas is None:
             min_in_sync_replicas = 2 if replication_factor >= 3 else 1
-        check.integer(path, "min_in_sync_replicas", min_in_sync_replicas, minimum=1)
+        check.integer(path, "min_in_sync_replicas", min_in_sync_replicas)
+        if min_in_sync_replicas < 1:
+            raise DatapipeError(
+                path,
+                "min_in_sync_replicas must be >= 1: it counts the copies a write must reach, the leader's included; "
+                "use 2 with 3 or more replicas, else 1 (or omit it)",
+                min_in_sync_replicas,
+            )
         if min_in_sync_replicas > replication_factor:
             raise DatapipeError(
                 path,
@@ -190,9 +212,21 @@ class StreamingTopic(TopicReference):
             )
         cleanup_policy = check.choice(path, "cleanup_policy", cleanup_policy, CleanupPolicy)
         settings = check.string_map(path, "config", config or {})
-        for key in MANAGED_CONFIG:
-            if key in settings:
-                raise DatapipeError(path, f"config must not set {key!r}: use the typed argument instead", key)
+        for key, value in settings.items():
+            if not re.fullmatch(r"[a-z][a-z0-9.]*[a-z0-9]", key):
+                raise DatapipeError(path, "config keys are Kafka topic config names (lowercase, dotted, no spaces)", key)
+            check.plain(path, f"config[{key!r}]", value)
+            if key in MANAGED_CONFIG:
+                raise DatapipeError(
+                    path, f"config must not set {key!r}: use the typed argument {MANAGED_CONFIG[key]}= instead", key
+                )
+            if key == "unclean.leader.election.enable" and value.strip().lower() != "false":
+                raise DatapipeError(
+                    path,
+                    "config must not enable unclean.leader.election.enable: a replica that missed writes could become "
+                    "leader and drop writes already acknowledged (and change events with them); leave it unset",
+                    value,
+                )
         if retention is not None and retention != FOREVER:
             check.duration(path, "retention", retention)
         if min_compaction_lag is not None:
@@ -234,7 +268,8 @@ class StreamingTopic(TopicReference):
                 f"topic {name!r}: min_in_sync_replicas equals replication_factor ({replication_factor}): writes stop "
                 "whenever one broker holding a copy is down"
             )
-        if "." in name and "_" in name.lstrip("_"):  # leading '_' marks internal topics, by convention
+        derived = getattr(scope, "derives_topic_names", False)  # e.g. Debezium's <prefix>.<database>.<table>
+        if "." in name and "_" in name.lstrip("_") and not derived:  # leading '_' marks internal topics
             Annotations.of(self).add_warning(
                 f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"
             )

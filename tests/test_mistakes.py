@@ -350,3 +350,34 @@ def test_synth_prints_every_warning_with_its_construct_path(tmp_path: Path, caps
     assert main(["synth", "--app", str(app), "--out", str(tmp_path / "out"), "--json"]) == 0
     [warning] = json.loads(capsys.readouterr().out)["warnings"]
     assert warning.startswith("test/t: topic 't': min_in_sync_replicas equals")
+
+
+def test_text_shaped_like_a_terraform_reference_is_refused_where_only_text_belongs(stack):
+    """A description reading '${TfToken[TOKEN.0]}' would be resolved by cdktf: the Kafka password in dataset metadata."""
+    from datapipe_cdk import Column, ColumnType, MicroWarehouse, Table
+
+    token = "${TfToken[TOKEN.0]}"
+    assert "description must be plain text" in _error(
+        lambda: MicroWarehouse(stack, "wh", owners=[OWNER], description=f"docs {token}")
+    )
+    table = Table(["id"], [Column("id", ColumnType.INT64, description=f"id {token}")])
+    assert "column 'id' description must be plain text" in _error(lambda: _source(stack, tables={"orders": table}))
+    assert "extra_config['poll.interval.ms'] must be plain text" in _error(
+        lambda: _source(stack, extra_config={"poll.interval.ms": token})
+    )
+
+
+def test_errors_from_a_hostile_team_file_cannot_drive_the_terminal(tmp_path: Path, capsys):
+    """An escaped key in YAML ('\\e[2J...') reaches the error message: it is printed escaped, never sent raw."""
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    (teams / "t.yaml").write_text('team: t\nstack: test\nowners: [group:o@acme.com]\n"\\e[2J\\e[32mall policies pass": 1\n')
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from datapipe_cdk import App\nfrom datapipe_cdk.teamspec import compile_teams\nfrom tests.conftest import make_stack\n"
+        f"def build(outdir):\n    app = App(outdir=outdir)\n    compile_teams(make_stack(app=app), {str(teams)!r})\n"
+        "    return app\n"
+    )
+    assert main(["validate", "--app", str(app)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2J" in err, err

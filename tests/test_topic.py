@@ -72,7 +72,11 @@ def test_min_in_sync_replicas_equal_to_the_copies_warns_that_one_broker_down_sto
         ({"name": "x" * 250}, "topic name must be at most 249 characters"),
         ({"name": ".."}, "topic name cannot be '.' or '..'"),
         ({"name": "t", "partitions": 0}, "test/t: partitions must be >= 1, got 0"),
-        ({"name": "t", "replication_factor": 4}, "test/t: replication_factor must be <= 3, got 4"),
+        (
+            {"name": "t", "replication_factor": 4},
+            "test/t: replication_factor must be <= the cluster's broker count (3, KafkaCluster(brokers=...); on the "
+            "local stack DATAPIPE_KAFKA_BROKERS, default 1)",
+        ),
         ({"name": "t", "replication_factor": 0}, "replication_factor must be >= 1, got 0"),
         ({"name": "t", "retention": timedelta(0)}, "retention must be longer than 0:00:00"),
         ({"name": "t", "retention": timedelta(seconds=-5)}, "retention must be longer than"),
@@ -81,8 +85,15 @@ def test_min_in_sync_replicas_equal_to_the_copies_warns_that_one_broker_down_sto
             "cleanup_policy must be one of 'delete', 'compact', 'compact,delete' (or the CleanupPolicy member), got 'compress'",
         ),
         ({"name": "t", "config": {"retention.ms": "5"}}, "config must not set 'retention.ms'"),
-        ({"name": "t", "config": {"min.insync.replicas": "1"}}, "config must not set 'min.insync.replicas'"),
-        ({"name": "t", "min_in_sync_replicas": 0}, "min_in_sync_replicas must be >= 1, got 0"),
+        (
+            {"name": "t", "config": {"min.insync.replicas": "1"}},
+            "config must not set 'min.insync.replicas': use the typed argument min_in_sync_replicas= instead",
+        ),
+        ({"name": "t", "min_in_sync_replicas": 0}, "min_in_sync_replicas must be >= 1: it counts the copies"),
+        ({"name": "t", "config": {"min.insync.replicas ": "1"}}, "config keys are Kafka topic config names"),
+        ({"name": "t", "config": {"MIN.INSYNC.REPLICAS": "1"}}, "config keys are Kafka topic config names"),
+        ({"name": "t", "config": {"unclean.leader.election.enable": "true"}}, "must not enable unclean.leader"),
+        ({"name": "t", "config": {"x.y": "${TfToken[TOKEN.0]}"}}, "must be plain text, without a Terraform reference"),
         (
             {"name": "t", "replication_factor": 2, "min_in_sync_replicas": 3},
             "test/t: min_in_sync_replicas must be <= replication_factor (2): no write could ever reach more copies",

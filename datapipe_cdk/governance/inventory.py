@@ -112,8 +112,9 @@ def owning_construct(dataset: Dataset) -> Construct:
 
 
 def declared_at(topic: IConstruct) -> str:
-    """Path of the construct a topic was declared in (its source or sink, or the stack)."""
-    return path_of(topic).rpartition("/")[0]
+    """Path of the construct where a topic's settings are given: its source or sink, else the topic itself."""
+    parent = _inventory(_stack_of(topic)).parents.get(id(topic))
+    return path_of(parent) if parent is not None else path_of(topic)
 
 
 def topic_columns(topic: StreamingTopic) -> list[ClassifiedColumn]:

@@ -126,17 +126,24 @@ def connection_guide(cfg: StackConfig) -> dict[str, Any]:
     }
 
 
-def run_sql(cfg: StackConfig, engine: str, text: str, database: str | None) -> None:
-    """Run ``text`` (one or more statements) as the local admin of ``engine``."""
+Result = tuple[list[str], list[tuple[Any, ...]]]
+"""A statement's column names and rows."""
+
+
+def run_sql(cfg: StackConfig, engine: str, text: str, database: str | None) -> list[Result]:
+    """Run ``text`` (one or more statements) as the local admin of ``engine``; the results of those that return rows."""
+    results: list[Result] = []
     if engine == "mariadb":
         conn = databases.mariadb_connect(cfg, database=database)
         try:
             with conn.cursor() as cur:
                 for statement in _statements(text):
                     cur.execute(statement)
+                    if cur.description:
+                        results.append(([d[0] for d in cur.description], list(cur.fetchall())))
         finally:
             conn.close()
-        return
+        return results
     from psycopg import sql
 
     if database:
@@ -144,7 +151,13 @@ def run_sql(cfg: StackConfig, engine: str, text: str, database: str | None) -> N
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     with databases.postgres_connect(cfg, dbname=database or "postgres") as conn:
-        conn.execute(text.encode())  # PostgreSQL runs a whole script (functions with ';' inside) at once
+        cur = conn.execute(text.encode())  # PostgreSQL runs a whole script (functions with ';' inside) at once
+        while True:
+            if cur.description:
+                results.append(([d.name for d in cur.description], list(cur.fetchall())))
+            if not cur.nextset():
+                break
+    return results
 
 
 def _statements(text: str) -> list[str]:

@@ -250,7 +250,7 @@ def test_owners_come_from_the_topic_the_source_or_the_sink_dataset():
     assert messages(stack) == []
     orphan = make_stack()
     StreamingTopic(orphan, "events", name="events")
-    assert messages(orphan) == ["test/events: topic events has no owner; pass owner=Principal.group(...) to test"]
+    assert messages(orphan) == ["test/events: topic events has no owner; pass owner=Principal.group(...) to test/events"]
 
 
 def test_a_captured_tables_own_owner_wins_over_its_sources():
