@@ -274,7 +274,7 @@ def _local_commands(commands: Any) -> None:
     reset = verbs.add_parser("reset", help="stop everything and delete all local state (data, secrets, Terraform state)")
     reset.add_argument("--yes", action="store_true", help="do not ask")
     reset.set_defaults(handler=_local_reset)
-    sql = verbs.add_parser("sql", help="run SQL as the local admin (create your schemas and tables)")
+    sql = verbs.add_parser("sql", help="run SQL as the local admin (create your schemas and tables; rows of queries are printed)")
     sql.add_argument("--engine", required=True, choices=("mariadb", "postgres"))
     sql.add_argument("--database", help="database to connect to (PostgreSQL: created if missing)")
     group = sql.add_mutually_exclusive_group(required=True)
@@ -371,10 +371,11 @@ def _synth(args: argparse.Namespace) -> int:
         return code
     written = {s.node.id: [str(p) for p in write_side_files(s, Path(args.out) / "stacks" / s.node.id)] for s in stacks}
     if args.json:
-        print(json.dumps({"ok": True, "out": args.out, "files": written, "warnings": synth_warnings(Path(args.out))}, indent=2))
+        files = {stack: [str(Path(args.out) / "stacks" / stack / "cdk.tf.json"), *side] for stack, side in written.items()}
+        print(json.dumps({"ok": True, "out": args.out, "files": files, "warnings": synth_warnings(Path(args.out))}, indent=2))
     else:
-        for stack, files in written.items():
-            print(f"{stack}: {Path(args.out) / 'stacks' / stack / 'cdk.tf.json'} + {', '.join(Path(f).name for f in files)}")
+        for stack, side in written.items():
+            print(f"{stack}: {Path(args.out) / 'stacks' / stack / 'cdk.tf.json'} + {', '.join(Path(f).name for f in side)}")
     return OK
 
 

@@ -266,8 +266,11 @@ def classify_drift(
         if "delete" in actions and not change.get("after"):
             reason = "deleted outside Terraform: this plan creates it again"
         else:
-            diffs = [_describe_diff(change, key) for key in _changed_keys(change, None)]
-            reason = "changed outside Terraform: " + ("; ".join(diffs) if diffs else "attributes refreshed")
+            configured = context.configured.get(str(rc.get("address")))
+            keys = [k for k in _changed_keys(change, None) if configured is None or k in configured]
+            if not keys:  # only attributes the stack does not set moved (row counts, etags, refreshed reads)
+                continue
+            reason = "changed outside Terraform: " + "; ".join(_describe_diff(change, key) for key in keys)
         found.append(ClassifiedChange(rc.get("address", "?"), rc.get("type", "?"), context.path(rc), actions, DRIFT, reason))
     return sorted(found, key=lambda c: c.where)
 

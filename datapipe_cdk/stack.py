@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
 
 import jsii
 from constructs import Construct
@@ -158,6 +160,7 @@ class DataPipelineStack(PipelineStack):
             check.text(path, "kafka.sasl_username", kafka.sasl_username, max_length=255)
         mechanism = check.choice(path, "kafka.sasl_mechanism", kafka.sasl_mechanism, SaslMechanism)
         check.text(path, "connect.url", connect.url, pattern=r"https?://[^\s/]+(/\S*)?", rule="must be an http(s) URL")
+        _refuse_credentials_in_url(path, "connect.url", connect.url)
         principal = check.instance(path, "connect.principal", connect.principal, Principal)
         if not principal.is_kafka:
             raise DatapipeError(path, "connect.principal must be a Kafka user (Principal.kafka_user)", str(principal))
@@ -206,6 +209,7 @@ class DataPipelineStack(PipelineStack):
             check.text(
                 path, "gcp.bigquery_endpoint", gcp.bigquery_endpoint, pattern=r"https?://\S+", rule="must be an http(s) URL"
             )
+            _refuse_credentials_in_url(path, "gcp.bigquery_endpoint", gcp.bigquery_endpoint)
         check.flag(path, "gcp.manage_iam", gcp.manage_iam)
         domains = tuple(
             check.text(path, "gcp.allowed_domains entry", d, pattern=r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", rule="must be a domain")
@@ -291,3 +295,22 @@ def _refuse_shared_worker_acls(scope: Construct, path: str, kafka: KafkaCluster,
                 "ConnectCluster(manage_acls=False) in every stack but one",
                 True,
             )
+
+
+_SECRET_QUERY = re.compile(r"(pass|secret|token|key|auth|signature|credential)", re.IGNORECASE)
+
+
+def _refuse_credentials_in_url(path: str, name: str, url: str) -> None:
+    """A URL is written to the Terraform JSON and the manifest output in clear: it may carry no login or secret."""
+    if check.is_token(url):
+        return
+    parts = urlsplit(url)
+    secret_query = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_QUERY.search(k)]
+    if parts.username or parts.password or secret_query:
+        raise DatapipeError(
+            path,
+            f"{name} must not carry credentials ({'user:password@' if parts.username else ', '.join(secret_query)}): "
+            "URLs are written in clear to the Terraform JSON and the manifest; give the login through its own setting "
+            "(ConnectCluster.basic_auth_username with TF_VAR_connect_basic_auth_password; Google credentials by ADC)",
+            f"{parts.scheme}://***@{parts.hostname}" if parts.username else name,
+        )

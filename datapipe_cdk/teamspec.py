@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,10 +206,18 @@ def _refuse_terraform_templates(spec: TeamSpec, value: Any, path: tuple[str | in
     files or variables of the process running ``tofu plan``. No team value may hold them."""
     if isinstance(value, Mapping):
         for key, item in value.items():
+            _refuse_terraform_templates(spec, str(key), (*path, str(key)))
             _refuse_terraform_templates(spec, item, (*path, str(key)))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _refuse_terraform_templates(spec, item, (*path, index))
+    elif isinstance(value, str) and any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t" for c in value):
+        raise DatapipeError(
+            spec.at(*path),
+            f"{_dotted(path)}: control and format characters (escape sequences, bidi overrides, zero-width) are not "
+            "allowed in team files: they would reach infrastructure and terminals; remove them",
+            value.encode("unicode_escape").decode(),
+        )
     elif isinstance(value, str) and ("${" in value or "%{" in value):
         raise DatapipeError(
             spec.at(*path),
@@ -505,6 +514,14 @@ def _loader() -> Any:
                     None, None, f"aliases (*{event.anchor}) are not allowed in team files: write the value out", event.start_mark
                 )
             return super().compose_node(parent, index)
+
+        def flatten_mapping(self, node: Any) -> None:
+            for key, _ in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "merge keys (<<) are not allowed in team files: write every key out", key.start_mark
+                    )
+            super().flatten_mapping(node)
 
     Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
     return Loader

@@ -132,6 +132,12 @@ def test_the_doctor_names_each_misconfiguration_and_its_printed_fix_repairs_it(l
     out = project / "cdktf.out"
     datapipe("local", "sql", "--engine", "postgres", "--database", "clinic", "-c", VISITS_DDL)
     datapipe("local", "sql", "--engine", "mariadb", "-c", STOCK_DDL)
+    for engine in ("mariadb", "postgres"):  # `local sql` shows rows, and a driver error as one plain line
+        shown = datapipe("local", "sql", "--engine", engine, "-c", "SELECT 1 AS one, NULL AS nothing")
+        assert "one\tnothing\n1\tNULL\n(1 row)" in shown.stdout, shown.stdout
+        refused = datapipe("local", "sql", "--engine", engine, "-c", "SELEC oops", check=False)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert refused.stderr.startswith(f"datapipe: {engine}: "), refused.stderr
     app = ["--local", "--app", str(project / "app.py"), "--out", str(out)]
     datapipe("deploy", *app, "--auto-approve")
     try:

@@ -381,3 +381,18 @@ def test_errors_from_a_hostile_team_file_cannot_drive_the_terminal(tmp_path: Pat
     assert main(["validate", "--app", str(app)]) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[2J" in err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("https://terraform:S3CRET@connect.acme.com", "user:password@"), ("https://connect.acme.com/?token=S3CRET", "token")],
+)
+def test_a_url_carrying_credentials_is_refused_without_echoing_them(url: str, shown: str):
+    from datapipe_cdk import ConnectCluster
+
+    connect = ConnectCluster(url=url, principal=Principal.kafka_user("connect"), basic_auth_username="terraform")
+    with pytest.raises(DatapipeError) as caught:
+        stack = make_stack()
+        DataPipelineStack(App(), "s", kafka=stack.kafka, connect=connect, gcp=stack.gcp)
+    assert f"connect.url must not carry credentials ({shown})" in str(caught.value)
+    assert "S3CRET" not in str(caught.value)

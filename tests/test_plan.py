@@ -465,6 +465,16 @@ def test_access_created_deleted_and_replaced():
 # ---------------------------------------------------------------------------------------------- drift, exit status, output
 
 
+def test_drift_of_attributes_the_stack_does_not_set_is_not_reported():
+    """Row counts, etags and the like move on their own; only configured attributes changed outside are drift."""
+    before = values(CHANGELOG)
+    counted = change(CHANGELOG, ["update"], before, {**before, "num_rows": 42, "etag": "new"})
+    assert classify_drift(make_plan(no_op(CHANGELOG), drift=(counted,)), synthesized()) == []
+    described = change(CHANGELOG, ["update"], before, {**before, "num_rows": 42, "description": "edited by hand"})
+    [found] = classify_drift(make_plan(no_op(CHANGELOG), drift=(described,)), synthesized())
+    assert "description" in found.reason and "num_rows" not in found.reason
+
+
 def test_drift_is_reported_separately_and_does_not_change_the_exit_status():
     drifted = update(TOPIC_ORDERS, config={"cleanup.policy": "delete", "min.insync.replicas": "2", "retention.ms": "86400000"})
     plan_json = make_plan(no_op(TOPIC_ORDERS), drift=(drifted,))

@@ -96,6 +96,18 @@ def test_the_example_team_file_is_compiled_into_the_payments_stack():
             "(allowed: as, columns, sink, table), got {",
         ),
         (
+            VALID + '<<: {readers: ["group:x@acme.com"]}\n',
+            "teams/team.yaml:21: is not valid YAML: merge keys (<<) are not allowed in team files",
+        ),
+        (
+            VALID.replace("team: fraud-analytics", 'team: fraud-analytics\ndescription: "a\\e]0;x\\ab"'),
+            "teams/team.yaml:2: description: control and format characters (escape sequences, bidi overrides",
+        ),
+        (
+            VALID.replace("team: fraud-analytics", 'team: fraud-analytics\ndescription: "a\\u202eb"'),
+            "teams/team.yaml:2: description: control and format characters",
+        ),
+        (
             VALID.replace("owners:", "ownres:"),
             "teams/team.yaml:3: file: Additional properties are not allowed ('ownres' was unexpected) "
             "(did you mean 'owners'?) (allowed: ",
