@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -570,19 +570,22 @@ def _deploy(args: argparse.Namespace) -> int:
     missed: list[str] = []
     for stack in stacks:
         before = _deployed_before(runner, stack)
-        if not _reviewed(runner, stack, allowed, auto_approve=args.auto_approve):
+        plan_json = _reviewed(runner, stack, allowed, auto_approve=args.auto_approve)
+        if plan_json is None:
             return REFUSED
         runner.deploy(stack, auto_approve=True, saved_plan=True)
         print(f"{stack.name}: deployed", file=sys.stderr)
         missed += _snapshot_added_tables(runner, stack, before)
+        missed += _snapshot_rewritten_tables(runner, stack, plan_json)
     if missed:
         raise Failure("\n".join(missed))
     return OK
 
 
-def _reviewed(runner: Any, stack: Any, allowed: frozenset[str], *, auto_approve: bool) -> bool:
+def _reviewed(runner: Any, stack: Any, allowed: frozenset[str], *, auto_approve: bool) -> dict[str, Any] | None:
     """Plan ``stack`` (kept for the apply) and classify it as ``datapipe plan`` does: risky changes not allowed
-    refuse the deploy (False); other changes are shown and, without ``auto_approve``, confirmed on the terminal."""
+    refuse the deploy (None); other changes are shown and, without ``auto_approve``, confirmed on the terminal.
+    The plan, as JSON, when it may be applied."""
     from .deploy import PLAN_FILE
     from .plan import RISKY_CHANGES, classify, exit_status, render_table
 
@@ -595,7 +598,7 @@ def _reviewed(runner: Any, stack: Any, allowed: frozenset[str], *, auto_approve:
         (stack.directory / PLAN_FILE).unlink(missing_ok=True)
         print(f"datapipe: {stack.name} not deployed: risky changes not allowed (marked !); review them, then deploy "
               "again with --allow", file=sys.stderr)  # fmt: skip
-        return False
+        return None
     if pending and not auto_approve:
         try:
             answer = input(f"Apply these changes to {stack.name}? Only 'yes' applies: ").strip()
@@ -604,7 +607,55 @@ def _reviewed(runner: Any, stack: Any, allowed: frozenset[str], *, auto_approve:
         if answer != "yes":
             (stack.directory / PLAN_FILE).unlink(missing_ok=True)
             raise Failure(f"{stack.name}: not deployed, nothing was changed; answer {answer!r}")
-    return True
+    return dict(plan_json)
+
+
+def rewritten_tables(plan_json: Mapping[str, Any], manifest: Any) -> dict[str, list[str]]:
+    """Source id -> captured tables whose changelog or state table ``plan_json`` replaces: they start empty, so
+    their rows must be read again (a latest-state view would otherwise show only rows changed since)."""
+    owners: dict[tuple[str, str], tuple[str, str]] = {}
+    for sink in manifest.sinks:
+        for table in sink.tables:
+            for table_id in (table.table, table.state_table):
+                if table_id:
+                    owners[(sink.dataset, table_id)] = (sink.source, table.source_table)
+    found: dict[str, list[str]] = {}
+    for rc in plan_json.get("resource_changes") or []:
+        change = rc.get("change") or {}
+        actions, after = change.get("actions") or [], change.get("after") or {}
+        owner = owners.get((str(after.get("dataset_id")), str(after.get("table_id"))))
+        if rc.get("type") == "google_bigquery_table" and {"delete", "create"} <= set(actions) and owner:
+            source, table = owner
+            if source and table not in found.setdefault(source, []):
+                found[source].append(table)
+    return found
+
+
+def _snapshot_rewritten_tables(runner: Any, stack: Any, plan_json: Mapping[str, Any]) -> list[str]:
+    """After a deploy that replaced changelog or state tables: an incremental snapshot of those tables; problems."""
+    from .connect_api import ConnectError
+    from .manifest import ManifestError
+    from .runtime.credentials import CredentialsError
+    from .runtime.operations import OperationError
+
+    wanted = rewritten_tables(plan_json, stack.manifest)
+    if not wanted:
+        return []
+    deployed = runner.deployed_manifest(stack)
+    problems = []
+    for name, tables in wanted.items():
+        listed = ", ".join(f"{name}.{t}" for t in tables)
+        try:
+            signal = _request_snapshots(runner, stack, deployed.source(name), tables, wait=True)
+        except (OperationError, CredentialsError, ConnectError, ManifestError) as error:
+            again = " ".join(f"--table {name}.{t}" for t in tables)
+            problems.append(
+                f"{stack.name}: deployed, but the replaced {listed} not re-read: {error}\nthen: datapipe snapshot {again}"
+            )
+            continue
+        print(f"{stack.name}: {listed}: changelog replaced, so its rows are read again (incremental snapshot, signal "
+              f"{signal})", file=sys.stderr)  # fmt: skip
+    return problems
 
 
 def _destroy(args: argparse.Namespace) -> int:

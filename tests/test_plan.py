@@ -578,3 +578,15 @@ def test_importable_without_cdktf():
     code = f"import sys, datapipe_cdk.plan; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_replaced_changelog_names_the_source_table_deploy_reads_again():
+    """`deploy --allow data-loss` replacing a changelog table then snapshots that table alone (see cli._deploy)."""
+    from datapipe_cdk.cli import rewritten_tables
+    from datapipe_cdk.manifest import Manifest
+
+    manifest = Manifest.from_dict(GOLDEN["output"]["datapipe_manifest"]["value"])
+    before = values(CHANGELOG)
+    replaced = change(CHANGELOG, ["delete", "create"], before, before)
+    assert rewritten_tables(make_plan(replaced), manifest) == {"payments-db": ["orders"]}
+    assert rewritten_tables(make_plan(update(CHANGELOG, description="edited")), manifest) == {}
