@@ -150,7 +150,18 @@ def future_moment(path: str, name: str, value: object, *, now: datetime | None =
     moment = now or datetime.now(UTC)
     if value <= moment:
         raise DatapipeError(path, f"{name} is already past ({moment:%Y-%m-%dT%H:%M:%SZ}): remove the grant instead", value)
+    if value > moment + MAX_TEMPORARY:
+        raise DatapipeError(
+            path,
+            f"{name} is more than {MAX_TEMPORARY.days // 365} years away: a temporary grant that long is a permanent one "
+            "in disguise; grant it permanently (readers=, grant_read) or choose an earlier date",
+            value,
+        )
     return value
+
+
+MAX_TEMPORARY = timedelta(days=5 * 365 + 1)
+"""The furthest a temporary grant may end."""
 
 
 def choice(path: str, name: str, value: object, enum: type[E]) -> E:

@@ -38,7 +38,7 @@ SCHEMA_ID = "https://datapipe-cdk.dev/schemas/team.schema.json"
 _MEMBER = rf"^(user|group|serviceAccount):{_EMAIL}$|^domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}$"
 _IDENT = f"^{IDENTIFIER}$"
 _CONSTRUCT = f"^{_CONSTRUCT_ID.pattern}$"
-_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 
 _PRINCIPAL = {
     "type": "string",

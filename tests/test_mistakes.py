@@ -396,3 +396,12 @@ def test_a_url_carrying_credentials_is_refused_without_echoing_them(url: str, sh
         DataPipelineStack(App(), "s", kafka=stack.kafka, connect=connect, gcp=stack.gcp)
     assert f"connect.url must not carry credentials ({shown})" in str(caught.value)
     assert "S3CRET" not in str(caught.value)
+
+
+def test_a_temporary_grant_years_away_is_refused_as_a_permanent_one_in_disguise(stack):
+    from datapipe_cdk import MicroWarehouse
+
+    warehouse = MicroWarehouse(stack, "wh", owners=[OWNER])
+    far = datetime.now(UTC) + timedelta(days=6 * 365)
+    assert "until is more than 5 years away" in _error(lambda: warehouse.grant_query(Principal.user("a@acme.com"), until=far))
+    warehouse.grant_query(Principal.user("a@acme.com"), until=datetime.now(UTC) + timedelta(days=4 * 365))

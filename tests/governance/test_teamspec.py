@@ -96,6 +96,15 @@ def test_the_example_team_file_is_compiled_into_the_payments_stack():
             "(allowed: as, columns, sink, table), got {",
         ),
         (
+            VALID.replace("until: 2030-01-31T00:00:00Z", "until: 9999-12-31T23:59:59Z"),
+            "teams/team.yaml:19: test/fraud-analytics/dataset: until is more than 5 years away: a temporary grant that "
+            "long is a permanent one in disguise",
+        ),
+        (
+            VALID.replace("until: 2030-01-31T00:00:00Z", 'until: "2030-01-31T00:00:00"'),
+            "teams/team.yaml:20: temporary_grants[0].until: has the wrong format (expected when access ends, as an RFC 3339 time",
+        ),
+        (
             VALID + '<<: {readers: ["group:x@acme.com"]}\n',
             "teams/team.yaml:21: is not valid YAML: merge keys (<<) are not allowed in team files",
         ),
