@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from constructs import Construct, IConstruct
 from jsii.errors import JSIIError
 
-from ._cdk import TerraformStack, TerraformVariable, TerraformVariableValidationConfig
+from ._cdk import Annotations, TerraformStack, TerraformVariable, TerraformVariableValidationConfig
 from .errors import DatapipeError
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class Registry:
     """Every construct datapipe-cdk created in the stack, in creation order (no jsii walk needed)."""
     moved: list[tuple[str, str]] = field(default_factory=list)
     """Terraform addresses renamed by this version of the library: (previous address, current address)."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(construct path, message) of every warning the library gave (see :func:`warn`)."""
 
     def claim(self, kind: str, name: str, path: str) -> None:
         """Register a unique name (topic, connector, dataset) or fail naming both claimants."""
@@ -267,3 +269,10 @@ def _note_child(scope: object, construct_id: str) -> None:
 def note_child(scope: object, construct_id: str) -> None:
     """Record that the library created ``construct_id`` directly under ``scope``."""
     _note_child(scope, construct_id)
+
+
+def warn(scope: Construct, message: str) -> None:
+    """A warning on ``scope``: cdktf's annotation (``datapipe synth`` prints it from the synth manifest), and kept on
+    the stack's registry so ``datapipe validate`` prints it without synthesizing."""
+    Annotations.of(scope).add_warning(message)
+    pipeline_of(scope).registry.warnings.append((path_of(scope), message))

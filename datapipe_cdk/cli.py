@@ -315,10 +315,11 @@ def _violations(stacks: Sequence[DataPipelineStack]) -> dict[str, list[Any]]:
     return {s.node.id: s.governance.violations() for s in stacks}
 
 
-def _report_violations(found: dict[str, list[Any]], as_json: bool) -> int:
+def _report_violations(found: dict[str, list[Any]], as_json: bool, warnings: Sequence[str] = ()) -> int:
     count = sum(len(v) for v in found.values())
     if as_json:
-        print(json.dumps({"ok": count == 0, "violations": {k: [v.as_dict() for v in vs] for k, vs in found.items()}}, indent=2))
+        listed = {k: [v.as_dict() for v in vs] for k, vs in found.items()}
+        print(json.dumps({"ok": count == 0, "violations": listed, "warnings": list(warnings)}, indent=2))
     else:
         for stack, violations in found.items():
             for violation in violations:
@@ -332,7 +333,12 @@ def _report_violations(found: dict[str, list[Any]], as_json: bool) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     app = _load(args)
-    return _report_violations(_violations(_stacks(app, args.stack)), args.json)
+    stacks = _stacks(app, args.stack)
+    warnings = [f"{path}: {message}" for stack in stacks for path, message in stack.registry.warnings]
+    if not args.json:
+        for warning in warnings:
+            print(f"warning: {printable(warning)}", file=sys.stderr)
+    return _report_violations(_violations(stacks), args.json, warnings)
 
 
 def _synth_app(args: argparse.Namespace, as_json: bool = False) -> tuple[App, list[DataPipelineStack], int]:

@@ -12,8 +12,7 @@ from typing import Any
 from constructs import Construct
 
 from . import _validate as check
-from ._cdk import Annotations
-from ._core import PipelineConstruct, pipeline_of
+from ._core import PipelineConstruct, pipeline_of, warn
 from .acl import AclOperation, KafkaAcl, ResourceType
 from .compaction import LOG_TABLE, Compaction, CompactionPolicy, state_table_id
 from .dataset import Dataset
@@ -349,9 +348,10 @@ class BigQuerySink(PipelineConstruct):
         heartbeat = self._tables[HEARTBEAT_TABLE]
         label = f"{self.construct_path} (objective {in_words(objective)})"
         if not stack.gcp.alert_channels:
-            Annotations.of(self).add_warning(
+            warn(
+                self,
                 f"freshness objective {in_words(objective)} of {self.source.construct_path}: its alert policy notifies "
-                "no one; set GcpProject(alert_channels=['projects/<p>/notificationChannels/<id>'])"
+                "no one; set GcpProject(alert_channels=['projects/<p>/notificationChannels/<id>'])",
             )
         check_query = BigqueryDataTransferConfig(
             self,

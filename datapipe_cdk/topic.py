@@ -11,8 +11,7 @@ from functools import cached_property
 from constructs import Construct
 
 from . import _validate as check
-from ._cdk import Annotations
-from ._core import PipelineConstruct, pipeline_of
+from ._core import PipelineConstruct, pipeline_of, warn
 from .acl import AclOperation, KafkaAcl, PatternType, ResourceType
 from .errors import DatapipeError
 from .principal import Principal
@@ -264,15 +263,14 @@ class StreamingTopic(TopicReference):
             self, "topic", name=name, partitions=partitions, replication_factor=replication_factor, config=topic_config
         )
         if 1 < replication_factor == min_in_sync_replicas:
-            Annotations.of(self).add_warning(
+            warn(
+                self,
                 f"topic {name!r}: min_in_sync_replicas equals replication_factor ({replication_factor}): writes stop "
-                "whenever one broker holding a copy is down"
+                "whenever one broker holding a copy is down",
             )
         derived = getattr(scope, "derives_topic_names", False)  # e.g. Debezium's <prefix>.<database>.<table>
         if "." in name and "_" in name.lstrip("_") and not derived:  # leading '_' marks internal topics
-            Annotations.of(self).add_warning(
-                f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there"
-            )
+            warn(self, f"topic {name!r} mixes '.' and '_': Kafka metric names would collide with a topic differing only there")
 
     @cached_property
     def name_ref(self) -> str:

@@ -405,3 +405,17 @@ def test_a_temporary_grant_years_away_is_refused_as_a_permanent_one_in_disguise(
     far = datetime.now(UTC) + timedelta(days=6 * 365)
     assert "until is more than 5 years away" in _error(lambda: warehouse.grant_query(Principal.user("a@acme.com"), until=far))
     warehouse.grant_query(Principal.user("a@acme.com"), until=datetime.now(UTC) + timedelta(days=4 * 365))
+
+
+def test_validate_prints_the_warnings_without_synthesizing(tmp_path: Path, capsys):
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from datapipe_cdk import App, StreamingTopic\nfrom tests.conftest import make_stack\n"
+        "def build(outdir):\n    app = App(outdir=outdir)\n    stack = make_stack(app=app)\n"
+        "    StreamingTopic(stack, 't', name='t', replication_factor=3, min_in_sync_replicas=3)\n    return app\n"
+    )
+    assert main(["validate", "--app", str(app)]) == 0
+    assert "warning: test/t: topic 't': min_in_sync_replicas equals replication_factor (3)" in capsys.readouterr().err
+    assert main(["validate", "--app", str(app), "--json"]) == 0
+    [warning] = json.loads(capsys.readouterr().out)["warnings"]
+    assert warning.startswith("test/t: topic 't': min_in_sync_replicas equals")
