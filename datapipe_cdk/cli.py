@@ -17,11 +17,12 @@ import os
 import shutil
 import subprocess
 import sys
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from .errors import printable
 
 if TYPE_CHECKING:
     from ._cdk import App
@@ -86,14 +87,6 @@ def _report_error(kind: str, message: str, code: int, as_json: bool) -> int:
     elif message:
         print(f"datapipe: {'error: ' if code == USAGE else ''}{printable(message)}", file=sys.stderr)
     return code
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control and format characters (escape sequences, bidi overrides) that a team
-    file or a construct id could carry are shown escaped, never sent; newlines and tabs stay."""
-    return "".join(
-        c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else c.encode("unicode_escape").decode() for c in text
-    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -125,9 +125,9 @@ class Column:
             raise DatapipeError(
                 path, f"column {self.name!r} has an info_type, so its classification must be PII", self.classification
             )
-        if self.description is not None and not isinstance(self.description, str):
-            raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
         if self.description is not None:
+            if not isinstance(self.description, str):
+                raise DatapipeError(path, f"column {self.name!r} description must be a string", self.description)
             check.plain(path, f"column {self.name!r} description", self.description)
         if self.precision is not None or self.scale is not None:
             if self.type is not ColumnType.NUMERIC:

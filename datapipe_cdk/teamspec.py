@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._core import path_of
 from ._validate import _CONSTRUCT_ID
 from .access import parse_time
-from .errors import DatapipeError
+from .errors import DatapipeError, has_unprintable, printable
 from .governance import inventory
 from .governance.policy import Violation
 from .governance.state import Governance
@@ -201,22 +200,23 @@ def load(file: str | Path, *, display: str | None = None) -> TeamSpec:
     return spec
 
 
-def _refuse_terraform_templates(spec: TeamSpec, value: Any, path: tuple[str | int, ...] = ()) -> None:
-    """Terraform evaluates ``${...}`` and ``%{...}`` in every string it is given: a team file could read
-    files or variables of the process running ``tofu plan``. No team value may hold them."""
+def _refuse_unsafe_text(spec: TeamSpec, value: Any, path: tuple[str | int, ...] = ()) -> None:
+    """No team key or value may hold Terraform template syntax (Terraform evaluates ``${...}`` and ``%{...}`` in
+    every string it is given: a team file could read files or variables of the process running ``tofu plan``),
+    nor control or format characters (escape sequences, bidi overrides: they reach descriptions and terminals)."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _refuse_terraform_templates(spec, str(key), (*path, str(key)))
-            _refuse_terraform_templates(spec, item, (*path, str(key)))
+            _refuse_unsafe_text(spec, str(key), (*path, str(key)))
+            _refuse_unsafe_text(spec, item, (*path, str(key)))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _refuse_terraform_templates(spec, item, (*path, index))
-    elif isinstance(value, str) and any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t" for c in value):
+            _refuse_unsafe_text(spec, item, (*path, index))
+    elif isinstance(value, str) and has_unprintable(value):
         raise DatapipeError(
             spec.at(*path),
-            f"{_dotted(path)}: control and format characters (escape sequences, bidi overrides, zero-width) are not "
-            "allowed in team files: they would reach infrastructure and terminals; remove them",
-            value.encode("unicode_escape").decode(),
+            f"{printable(_dotted(path))}: control and format characters (escape sequences, bidi overrides, zero-width) "
+            "are not allowed in team files: they would reach infrastructure and terminals; remove them",
+            printable(value),
         )
     elif isinstance(value, str) and ("${" in value or "%{" in value):
         raise DatapipeError(
@@ -230,7 +230,7 @@ def _refuse_terraform_templates(spec: TeamSpec, value: Any, path: tuple[str | in
 def _validate(spec: TeamSpec) -> None:
     import jsonschema
 
-    _refuse_terraform_templates(spec, spec.data)
+    _refuse_unsafe_text(spec, spec.data)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(spec.data), key=lambda e: (spec.at(*e.absolute_path), list(e.absolute_path)))
     if not errors:
@@ -490,13 +490,13 @@ def _read(path: Path, name: str) -> str:
     if size > MAX_TEAM_FILE_BYTES:
         raise DatapipeError(name, f"team file is {size} bytes, more than the limit of {MAX_TEAM_FILE_BYTES}", size)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not content
     except OSError as error:
         raise DatapipeError(name, f"cannot read team file ({error.strerror})", str(path)) from None
     except UnicodeDecodeError as error:
         raise DatapipeError(name, f"a team file must be UTF-8 text (byte {error.start} is not)", "") from None
     for number, line in enumerate(text.splitlines(), start=1):
-        if any(ord(c) < 32 and c != "\t" for c in line) or "\x7f" in line:
+        if has_unprintable(line):
             raise DatapipeError(f"{name}:{number}", "a team file must be plain text: this line holds control characters", "")
     return text
 

@@ -304,3 +304,11 @@ def test_an_upper_case_extension_is_still_a_team_file(tmp_path: Path):
     teams.mkdir()
     (teams / "team.YAML").write_text(VALID)
     assert [w.node.id for w in compile_teams(_pipeline(), teams)] == ["fraud-analytics"]
+
+
+def test_raw_bidi_overrides_are_refused_and_a_byte_order_mark_is_not_content(tmp_path):
+    assert "this line holds control characters" in _error(tmp_path, VALID.replace("fraud-analytics", "fraud\u202e-analytics"))
+    stack = _pipeline()
+    (tmp_path / "team.yaml").write_text("\ufeff" + VALID, encoding="utf-8")
+    [warehouse] = compile_teams(stack, tmp_path)
+    assert warehouse.node.path == "test/fraud-analytics"
