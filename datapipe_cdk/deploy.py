@@ -315,6 +315,7 @@ class Runner:
         except ValueError:
             stack.deployed_paths = {}
         done = self.tofu(stack, ["plan", "-input=false", "-detailed-exitcode", f"-out={PLAN_FILE}"], env, capture=True)
+        (stack.directory / PLAN_FILE).chmod(0o600)  # it holds the variables' values unless plans are encrypted
         try:
             shown = self.tofu(stack, ["show", "-json", PLAN_FILE], env, capture=True)
         finally:
